@@ -1,0 +1,80 @@
+"""The ``xenonscale`` command: a thin layer over the library.
+
+Examples
+--------
+::
+
+    xenonscale datasets list
+    xenonscale elements show xenonpy58
+    xenonscale featurize dataset:matbench_expt_gap -o gap.parquet --elements xenonpy58
+    xenonscale demo
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+
+from xenonscale import __version__
+from xenonscale.errors import XenonscaleError
+
+__all__ = ["main"]
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="xenonscale",
+        description="Materials informatics at database scale (descriptors, datasets, tables).",
+    )
+    parser.add_argument("--version", action="version", version=f"xenonscale {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    feat = sub.add_parser("featurize", help="featurize compositions into a feature table")
+    feat.add_argument("input", help="CSV/Parquet/JSON-lines file, or dataset:NAME")
+    feat.add_argument("-o", "--output", required=True, help="output .parquet or .csv")
+    feat.add_argument("--column", default=None, help="input column (default: the dataset's)")
+    feat.add_argument("--elements", default=None, help="element table preset or CSV file")
+    feat.add_argument("--featurizers", default="classic", help="classic|all|pooling|magpie|A,B")
+    feat.add_argument("--batch-rows", type=int, default=20_000, help="rows per batch")
+    feat.add_argument("--no-progress", action="store_true", help="hide the progress bar")
+
+    data = sub.add_parser("datasets", help="list, describe or fetch public datasets")
+    data_sub = data.add_subparsers(dest="action", required=True, metavar="ACTION")
+    data_sub.add_parser("list", help="names, kinds, rows and sources")
+    for action in ("info", "fetch"):
+        p = data_sub.add_parser(action, help=f"{action} one dataset")
+        p.add_argument("name")
+
+    elements = sub.add_parser("elements", help="element property tables")
+    el_sub = elements.add_subparsers(dest="action", required=True, metavar="ACTION")
+    el_sub.add_parser("list", help="presets")
+    show = el_sub.add_parser("show", help="properties, units, sources and imputed counts")
+    show.add_argument("name")
+
+    demo = sub.add_parser("demo", help="run the main job end to end on real data")
+    demo.add_argument("--rows", type=int, default=None, help="limit the number of formulas")
+    demo.add_argument("--output", default="demo-output", help="output folder")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the ``xenonscale`` console script; returns the exit status."""
+    args = _parser().parse_args(argv)
+    from xenonscale.cli import commands
+
+    handler = {
+        "featurize": commands.featurize,
+        "datasets": commands.datasets,
+        "elements": commands.elements,
+        "demo": commands.demo,
+    }[args.command]
+    try:
+        return handler(args) or 0
+    except XenonscaleError as exc:
+        print(f"xenonscale: error: {exc}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

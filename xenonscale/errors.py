@@ -1,0 +1,55 @@
+"""Typed errors: every error xenonscale raises derives from :class:`XenonscaleError`.
+
+Messages name the offending value (``{value!r}``) and say how to fix it.
+
+Examples
+--------
+>>> from xenonscale.errors import XenonscaleError, FormulaError
+>>> issubclass(FormulaError, XenonscaleError)
+True
+"""
+
+from __future__ import annotations
+
+__all__ = [
+    "ChecksumError",
+    "ConfigError",
+    "DatasetError",
+    "DatasetUnavailableError",
+    "ElementTableError",
+    "FeaturizerError",
+    "FormulaError",
+    "XenonscaleError",
+]
+
+
+class XenonscaleError(Exception):
+    """Base class of every error raised by xenonscale."""
+
+
+class ConfigError(XenonscaleError, ValueError):
+    """A bad argument or setting (the message names the value and the fix)."""
+
+
+class DatasetError(XenonscaleError):
+    """A dataset is unknown or its file cannot be read."""
+
+
+class DatasetUnavailableError(DatasetError):
+    """No local mirror, no cached copy and the download failed (offline?)."""
+
+
+class ChecksumError(DatasetError):
+    """A dataset file does not match the checksum recorded in the registry."""
+
+
+class ElementTableError(XenonscaleError, ValueError):
+    """An element table is unknown, malformed, or lacks a requested property."""
+
+
+class FormulaError(XenonscaleError, ValueError):
+    """A chemical formula could not be parsed (raised only with ``on_error="raise"``)."""
+
+
+class FeaturizerError(XenonscaleError, ValueError):
+    """A featurizer was configured with a bad argument or failed on a batch."""
