@@ -96,6 +96,14 @@ def test_bad_inputs_become_error_rows(bad, reason):
         parse_compositions(["NaCl", bad], on_error="raise")
 
 
+def test_row_boundaries_do_not_leak_between_neighbours():
+    items = ["H", "2", "O", "", "Fe", "3Fe", "Na", ".5Cl", "K", "1.2.3", "Ca", "\n", "Mg2"]
+    batch = parse_compositions(items)
+    assert batch.as_dicts() == [parse_compositions([x]).as_dicts()[0] for x in items]
+    assert batch.as_dicts()[0] == {"H": 1.0}
+    assert batch.as_dicts()[5] == {"Fe": 3.0}
+
+
 def test_errors_share_one_base_and_bad_argument_fails_fast():
     assert issubclass(FormulaError, XenonscaleError)
     with pytest.raises(ConfigError, match="on_error='ignore'"):
@@ -165,6 +173,10 @@ def test_flood_of_malformed_input_never_raises_and_loses_nothing(valid, malforme
     assert all(e.reason for e in batch.errors)
 
     rows = batch.as_dicts()
+    # a row's result never depends on its neighbours: the batch equals one-by-one parsing
+    alone = [parse_compositions([item]) for item in items]
+    assert rows == [one.as_dicts()[0] for one in alone]
+    assert [e.reason for e in batch.errors] == [one.errors[0].reason for one in alone if one.errors]
     valid_set = set(valid)
     for item, ok, parsed in zip(items, batch.ok, rows, strict=True):
         if isinstance(item, str) and item in valid_set:

@@ -56,10 +56,22 @@ _COLUMN_OF = {symbol: z - 1 for z, symbol in enumerate(PERIODIC_SYMBOLS, start=1
 _ON_ERROR = ("record", "raise")
 
 _NUMBER = r"(?:\d+(?:\.\d*)?|\.\d+)"
-# Over the joined batch: an element with its amount (a decimal point, unless it
-# starts the water-of-hydration form ".5H2O"), the row separator, or any other
-# character (which sends the row to the general parser).
-_BATCH_TOKEN = re.compile(r"([A-Z][a-z]?)(\d+(?:\.(?!\d+H2O(?![a-z\d]))\d+)?)?|(\n)|(.)")
+# Whole-batch path: split on element symbols. Valid text holds only symbols,
+# digits, "." and the row separator; _JUNK finds anything else (including a
+# lowercase letter that does not end a symbol, or a number that starts a row).
+_SYMBOL_SPLIT = re.compile(r"([A-Z][a-z]?)")
+_JUNK = re.compile(r"[^A-Za-z0-9.\n]|(?<![A-Z])[a-z]|^[0-9.]", re.MULTILINE)
+_HYDRATE_DOT = re.compile(r"(?<=\d)\.\d+H2O(?![a-z\d])")
+# Every string _SYMBOL_SPLIT can capture -> column (or -1): lookups never miss.
+_SYMBOL_COLUMN = {
+    upper + lower: _COLUMN_OF.get(upper + lower, -1)
+    for upper in "ABCDEFGHIJKLMNOPQRSTUVWXYZ"
+    for lower in ["", *"abcdefghijklmnopqrstuvwxyz"]
+}
+# Tails seen most often -> amount; anything else goes through float().
+_COMMON_AMOUNTS = {"": 1.0, "\n": 1.0} | {
+    f"{i}{end}": float(i) for i in range(1, 201) for end in ("", "\n")
+}
 # General parser tokens.
 _TOKEN = re.compile(rf"([A-Z][a-z]?)|([(\[{{])|([)\]}}])|({_NUMBER})")
 _LEADING_NUMBER = re.compile(rf"\s*({_NUMBER})")
@@ -188,36 +200,48 @@ def parse_compositions(inputs: Iterable[object], *, on_error: str = "record") ->
 
 
 def _parse_plain_rows(items, string_rows, rows, cols, vals, ok, errors) -> list[int]:
-    """Whole-batch path: one regex scan over the strings joined by newlines.
+    """Whole-batch path: one split of all strings joined by newlines.
 
-    Rows made only of element symbols and amounts are finished here; rows with
-    any other character (brackets, adducts, spaces, ...) or an empty string are
-    returned for the general parser.
+    ``_SYMBOL_SPLIT`` cuts the text into ``[head, symbol, tail, symbol, tail, ...]``;
+    a tail holds the amount of the symbol before it (and the newline ending a
+    row). Rows made only of symbols and amounts are finished here. Rows with
+    any other character (brackets, adducts, spaces, stray lowercase, ...), the
+    hydrate form ``CuSO4.5H2O`` and malformed numbers go to the general parser,
+    whose index list is returned.
     """
     if not string_rows:
         return []
-    text = "\n".join(items[i] for i in string_rows)
-    tokens = _BATCH_TOKEN.findall(text)
-    symbols = [t[0] for t in tokens]
-    is_sep = np.fromiter((t[2] != "" for t in tokens), dtype=bool, count=len(tokens))
-    is_other = np.fromiter((t[3] != "" for t in tokens), dtype=bool, count=len(tokens))
-    token_row = np.cumsum(is_sep)
-    elem = ~(is_sep | is_other)
-    local_row = token_row[elem]
-    col = np.fromiter(
-        (_COLUMN_OF.get(s, -1) for s, e in zip(symbols, elem.tolist(), strict=True) if e),
-        dtype=np.int64,
+    strings = [items[i] for i in string_rows]
+    n_local = len(strings)
+    text = "\n".join(strings)
+    row_end = np.cumsum(np.fromiter(map(len, strings), dtype=np.int64, count=n_local) + 1) - 1
+    parts = _SYMBOL_SPLIT.split(text)
+    symbols, tails = parts[1::2], parts[2::2]
+    part_end = np.cumsum(np.fromiter(map(len, parts), dtype=np.int64, count=len(parts)))
+    symbol_row = np.searchsorted(row_end, part_end[1::2] - 1)
+
+    general = np.bincount(symbol_row, minlength=n_local) == 0  # empty or symbol-free rows
+    junk = [m.start() for m in _JUNK.finditer(text)]
+    if "H2O" in text:
+        junk.extend(m.start() for m in _HYDRATE_DOT.finditer(text))
+    general[np.searchsorted(row_end, junk)] = True
+
+    amount = np.array(list(map(_COMMON_AMOUNTS.get, tails)), dtype=np.float64)
+    for k in np.flatnonzero(np.isnan(amount)).tolist():
+        tail = tails[k]
+        if "\n" in tail[:-1]:  # the next row starts with a number: both go general
+            general[symbol_row[k]] = True
+            continue
+        try:
+            amount[k] = float(tail)
+        except ValueError:  # e.g. "1.2.3": the general parser names the problem
+            general[symbol_row[k]] = True
+    column = np.fromiter(
+        map(_SYMBOL_COLUMN.__getitem__, symbols), dtype=np.int64, count=len(symbols)
     )
-    amount = np.fromiter(
-        (float(t[1]) if t[1] else 1.0 for t, e in zip(tokens, elem.tolist(), strict=True) if e),
-        dtype=np.float64,
-    )
-    n_local = len(string_rows)
-    general = np.zeros(n_local, dtype=bool)
-    general[token_row[is_other]] = True
-    general[np.bincount(local_row, minlength=n_local) == 0] = True  # empty strings
+
     bad = np.zeros(n_local, dtype=bool)
-    bad[local_row[(col < 0) | (amount <= 0)]] = True
+    bad[symbol_row[(column < 0) | ~(amount > 0)]] = True
     bad &= ~general
     local = np.asarray(string_rows, dtype=np.int64)
     for k in np.flatnonzero(bad).tolist():
@@ -225,9 +249,9 @@ def _parse_plain_rows(items, string_rows, rows, cols, vals, ok, errors) -> list[
         errors.append(RowError(i, items[i], _plain_reason(items[i])))
     good = ~(bad | general)
     ok[local[good]] = True
-    keep = good[local_row]
-    rows.extend(local[local_row[keep]].tolist())
-    cols.extend(col[keep].tolist())
+    keep = good[symbol_row]
+    rows.extend(local[symbol_row[keep]].tolist())
+    cols.extend(column[keep].tolist())
     vals.extend(amount[keep].tolist())
     return local[general].tolist()
 
@@ -322,9 +346,17 @@ def _parse_general(formula: str) -> dict[int, float]:
 
 
 def _parse_group(text: str) -> dict[int, float]:
+    """Brackets and amounts of one adduct part (no separators, no whitespace)."""
     stack: list[tuple[str, dict[int, float]]] = [("", {})]
-    # What a following number multiplies: the last element, or the group just closed.
-    last_kind, last_element, last_group = "start", -1, {}
+    # The last element or closed group waits here until we know its amount.
+    pending: dict[int, float] | None = None
+    multiplier: float | None = None
+    pending_label = ""
+
+    def flush() -> None:
+        if pending is not None:
+            _merge(stack[-1][1], pending, 1.0 if multiplier is None else multiplier)
+
     pos = 0
     while pos < len(text):
         match = _TOKEN.match(text, pos)
@@ -332,17 +364,22 @@ def _parse_group(text: str) -> dict[int, float]:
             raise FormulaError(f"unexpected character {text[pos]!r} at position {pos}")
         symbol, opening, closing, number = match.groups()
         pos = match.end()
-        current = stack[-1][1]
+        if number:
+            if pending is None or multiplier is not None:
+                raise FormulaError(f"number {number!r} at position {match.start()} has no element")
+            multiplier = float(number)
+            _check_amount(multiplier, pending_label)
+            continue
+        flush()
+        pending, multiplier = None, None
         if symbol:
             column = _COLUMN_OF.get(symbol)
             if column is None:
                 raise FormulaError(f"unknown element {symbol!r}")
-            current[column] = current.get(column, 0.0) + 1.0
-            last_kind, last_element = "element", column
+            pending, pending_label = {column: 1.0}, symbol
         elif opening:
             stack.append((opening, {}))
-            last_kind = "open"
-        elif closing:
+        else:
             if len(stack) == 1:
                 raise FormulaError(f"unbalanced bracket: {closing!r} without an opening bracket")
             kind, group = stack.pop()
@@ -350,19 +387,8 @@ def _parse_group(text: str) -> dict[int, float]:
                 raise FormulaError(f"unbalanced bracket: {kind!r} closed by {closing!r}")
             if not group:
                 raise FormulaError("empty brackets")
-            _merge(stack[-1][1], group, 1.0)
-            last_kind, last_group = "group", group
-        else:
-            value = float(number)
-            if last_kind == "element":
-                _check_amount(value, PERIODIC_SYMBOLS[last_element])
-                current[last_element] += value - 1.0
-            elif last_kind == "group":
-                _check_amount(value, "a bracketed group")
-                _merge(current, last_group, value - 1.0)
-            else:
-                raise FormulaError(f"number {number!r} at position {match.start()} has no element")
-            last_kind = "number"
+            pending, pending_label = group, "a bracketed group"
+    flush()
     if len(stack) > 1:
         raise FormulaError(f"unbalanced bracket: {stack[-1][0]!r} never closed")
     if not stack[0][1]:
