@@ -59,7 +59,8 @@ _NUMBER = r"(?:\d+(?:\.\d*)?|\.\d+)"
 # Whole-batch path: split on element symbols. Valid text holds only symbols,
 # digits, "." and the row separator; _JUNK finds anything else (including a
 # lowercase letter that does not end a symbol, or a number that starts a row).
-_SYMBOL_SPLIT = re.compile(r"([A-Z][a-z]?)")
+_SYMBOL_SPLIT = re.compile(r"([A-Z][a-z]?|\n)")
+_SEPARATOR = -2
 _JUNK = re.compile(r"[^A-Za-z0-9.\n]|(?<![A-Z])[a-z]|^[0-9.]", re.MULTILINE)
 _HYDRATE_DOT = re.compile(r"(?<=\d)\.\d+H2O(?![a-z\d])")
 # Every string _SYMBOL_SPLIT can capture -> column (or -1): lookups never miss.
@@ -67,11 +68,9 @@ _SYMBOL_COLUMN = {
     upper + lower: _COLUMN_OF.get(upper + lower, -1)
     for upper in "ABCDEFGHIJKLMNOPQRSTUVWXYZ"
     for lower in ["", *"abcdefghijklmnopqrstuvwxyz"]
-}
+} | {"\n": _SEPARATOR}
 # Tails seen most often -> amount; anything else goes through float().
-_COMMON_AMOUNTS = {"": 1.0, "\n": 1.0} | {
-    f"{i}{end}": float(i) for i in range(1, 201) for end in ("", "\n")
-}
+_COMMON_AMOUNTS = {"": 1.0} | {str(i): float(i) for i in range(1, 201)}
 # General parser tokens.
 _TOKEN = re.compile(rf"([A-Z][a-z]?)|([(\[{{])|([)\]}}])|({_NUMBER})")
 _LEADING_NUMBER = re.compile(rf"\s*({_NUMBER})")
@@ -165,17 +164,17 @@ def parse_compositions(inputs: Iterable[object], *, on_error: str = "record") ->
         raise ConfigError(f"on_error={on_error!r} is not supported; use one of {_ON_ERROR}")
     items = inputs if isinstance(inputs, Sequence) and not isinstance(inputs, str) else list(inputs)
     n = len(items)
-    rows: list[int] = []
-    cols: list[int] = []
-    vals: list[float] = []
     ok = np.zeros(n, dtype=bool)
     errors: list[RowError] = []
 
-    string_rows = [i for i, x in enumerate(items) if type(x) is str and "\n" not in x]
-    needs_general = _parse_plain_rows(items, string_rows, rows, cols, vals, ok, errors)
-    string_mask = np.zeros(n, dtype=bool)
-    string_mask[string_rows] = True
-    general = sorted(np.flatnonzero(~string_mask).tolist() + needs_general)
+    string_rows = _plain_string_rows(items)
+    plain = _parse_plain_rows(items, string_rows, ok, errors)
+    is_string = np.zeros(n, dtype=bool)
+    is_string[string_rows] = True
+    general = sorted(np.flatnonzero(~is_string).tolist() + plain.general)
+    rows: list[int] = []
+    cols: list[int] = []
+    vals: list[float] = []
     for i in general:
         try:
             parsed = _parse_any(items[i])
@@ -192,53 +191,77 @@ def parse_compositions(inputs: Iterable[object], *, on_error: str = "record") ->
         raise FormulaError(f"row {first.row}: {first.input!r}: {first.reason}")
     errors.sort(key=lambda e: e.row)
     amounts = sp.csr_matrix(
-        (np.asarray(vals, dtype=np.float64), (np.asarray(rows, dtype=np.int64), cols)),
+        (
+            np.concatenate([plain.vals, np.asarray(vals, dtype=np.float64)]),
+            (
+                np.concatenate([plain.rows, np.asarray(rows, dtype=np.int64)]),
+                np.concatenate([plain.cols, np.asarray(cols, dtype=np.int64)]),
+            ),
+        ),
         shape=(n, N_ELEMENTS),
     )
     amounts.sum_duplicates()
     return CompositionMatrix(amounts=amounts, ok=ok, errors=errors)
 
 
-def _parse_plain_rows(items, string_rows, rows, cols, vals, ok, errors) -> list[int]:
+def _plain_string_rows(items: Sequence[object]) -> list[int]:
+    """Rows eligible for the whole-batch path: strings without embedded newlines."""
+    try:
+        if "\n".join(items).count("\n") == len(items) - 1:  # all strings, no newlines
+            return list(range(len(items)))
+    except TypeError:
+        pass
+    return [i for i, x in enumerate(items) if type(x) is str and "\n" not in x]
+
+
+@dataclass(frozen=True)
+class _PlainResult:
+    rows: np.ndarray
+    cols: np.ndarray
+    vals: np.ndarray
+    general: list[int]
+
+
+def _parse_plain_rows(items, string_rows, ok, errors) -> _PlainResult:
     """Whole-batch path: one split of all strings joined by newlines.
 
-    ``_SYMBOL_SPLIT`` cuts the text into ``[head, symbol, tail, symbol, tail, ...]``;
-    a tail holds the amount of the symbol before it (and the newline ending a
-    row). Rows made only of symbols and amounts are finished here. Rows with
-    any other character (brackets, adducts, spaces, stray lowercase, ...), the
-    hydrate form ``CuSO4.5H2O`` and malformed numbers go to the general parser,
-    whose index list is returned.
+    ``_SYMBOL_SPLIT`` cuts the text into ``[head, token, tail, token, tail, ...]``
+    where a token is an element symbol or the row separator and a tail holds
+    the amount of the symbol before it. Rows made only of symbols and amounts
+    are finished here. Rows with any other character (brackets, adducts,
+    spaces, stray lowercase, ...), the hydrate form ``CuSO4.5H2O`` and malformed
+    numbers are returned in ``general`` for the general parser.
     """
+    empty = np.zeros(0, dtype=np.int64)
     if not string_rows:
-        return []
+        return _PlainResult(empty, empty, np.zeros(0), [])
     strings = [items[i] for i in string_rows]
     n_local = len(strings)
     text = "\n".join(strings)
-    row_end = np.cumsum(np.fromiter(map(len, strings), dtype=np.int64, count=n_local) + 1) - 1
     parts = _SYMBOL_SPLIT.split(text)
-    symbols, tails = parts[1::2], parts[2::2]
-    part_end = np.cumsum(np.fromiter(map(len, parts), dtype=np.int64, count=len(parts)))
-    symbol_row = np.searchsorted(row_end, part_end[1::2] - 1)
+    tokens, tails = parts[1::2], parts[2::2]
+    column = np.fromiter(map(_SYMBOL_COLUMN.__getitem__, tokens), dtype=np.int64, count=len(tokens))
+    is_separator = column == _SEPARATOR
+    token_row = np.cumsum(is_separator)
+    is_symbol = ~is_separator
+    symbol_row = token_row[is_symbol]
+    column = column[is_symbol]
 
     general = np.bincount(symbol_row, minlength=n_local) == 0  # empty or symbol-free rows
     junk = [m.start() for m in _JUNK.finditer(text)]
     if "H2O" in text:
         junk.extend(m.start() for m in _HYDRATE_DOT.finditer(text))
-    general[np.searchsorted(row_end, junk)] = True
+    if junk:
+        lengths = np.fromiter(map(len, strings), dtype=np.int64, count=n_local)
+        general[np.searchsorted(np.cumsum(lengths + 1) - 1, junk)] = True
 
-    amount = np.array(list(map(_COMMON_AMOUNTS.get, tails)), dtype=np.float64)
+    symbol_tails = [t for t, keep in zip(tails, is_symbol.tolist(), strict=True) if keep]
+    amount = np.array(list(map(_COMMON_AMOUNTS.get, symbol_tails)), dtype=np.float64)
     for k in np.flatnonzero(np.isnan(amount)).tolist():
-        tail = tails[k]
-        if "\n" in tail[:-1]:  # the next row starts with a number: both go general
-            general[symbol_row[k]] = True
-            continue
         try:
-            amount[k] = float(tail)
+            amount[k] = float(symbol_tails[k])
         except ValueError:  # e.g. "1.2.3": the general parser names the problem
             general[symbol_row[k]] = True
-    column = np.fromiter(
-        map(_SYMBOL_COLUMN.__getitem__, symbols), dtype=np.int64, count=len(symbols)
-    )
 
     bad = np.zeros(n_local, dtype=bool)
     bad[symbol_row[(column < 0) | ~(amount > 0)]] = True
@@ -250,10 +273,12 @@ def _parse_plain_rows(items, string_rows, rows, cols, vals, ok, errors) -> list[
     good = ~(bad | general)
     ok[local[good]] = True
     keep = good[symbol_row]
-    rows.extend(local[symbol_row[keep]].tolist())
-    cols.extend(column[keep].tolist())
-    vals.extend(amount[keep].tolist())
-    return local[general].tolist()
+    return _PlainResult(
+        rows=local[symbol_row[keep]],
+        cols=column[keep],
+        vals=amount[keep],
+        general=local[general].tolist(),
+    )
 
 
 def _plain_reason(formula: str) -> str:

@@ -36,7 +36,7 @@ def _parser() -> argparse.ArgumentParser:
     feat.add_argument("--column", default=None, help="input column (default: the dataset's)")
     feat.add_argument("--elements", default=None, help="element table preset or CSV file")
     feat.add_argument("--featurizers", default="classic", help="classic|all|pooling|magpie|A,B")
-    feat.add_argument("--batch-rows", type=int, default=20_000, help="rows per batch")
+    feat.add_argument("--batch-rows", type=int, default=8192, help="rows per batch")
     feat.add_argument("--no-progress", action="store_true", help="hide the progress bar")
 
     data = sub.add_parser("datasets", help="list, describe or fetch public datasets")

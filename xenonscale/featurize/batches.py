@@ -33,7 +33,7 @@ def featurize_in_batches(
     featurizer,
     inputs: Sequence[object],
     *,
-    batch_rows: int = 20_000,
+    batch_rows: int = 8192,
     progress: bool = True,
     description: str = "featurize",
 ) -> FeatureBatch:

@@ -16,6 +16,7 @@ Examples
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Sequence
 
 import numpy as np
@@ -87,19 +88,27 @@ class _TableFeaturizer(BatchTransformer):
         return cached[1], cached[2]
 
     def _featurize(self, inputs: Sequence[object], width: int, compute) -> FeatureBatch:
-        """Parse, check coverage, then ``compute(gathered) -> [rows, width]`` per group."""
+        """Parse, check coverage, then fill each group's rows with ``compute``.
+
+        ``compute(gathered)`` yields ``(column_slice, block)`` pairs that together
+        cover all ``width`` columns; a group's rows then go to the output at once.
+        """
         check_on_error(self.on_error)
         table, prepared = self._resolved()
         matrix = parse_compositions(inputs)
         ok, errors = _check_table_coverage(matrix, table, inputs)
-        values = np.full((len(ok), width), np.nan, dtype=np.float64)
+        values = np.empty((len(ok), width), dtype=np.float64)
+        values[~ok] = np.nan
         good = np.flatnonzero(ok)
         amounts = matrix.amounts if len(good) == len(ok) else matrix.amounts[good]
         with np.errstate(all="ignore"):
             for start in range(0, len(good), self.block_rows):
                 block = amounts[start : start + self.block_rows]
                 for rows, gathered in gather_groups(block, table.z_to_row, prepared):
-                    values[good[start + rows]] = compute(gathered)
+                    group = np.empty((len(rows), width), dtype=np.float64)
+                    for columns, part in compute(gathered):
+                        group[:, columns] = part
+                    values[good[start + rows]] = group
         return FeatureBatch(values=values, ok=ok, errors=errors)
 
 
@@ -168,13 +177,15 @@ class Compositions(_TableFeaturizer):
             raise ConfigError(f"counting={self.counting!r}: use 'fraction' or 'amount'")
         names = self.featurizer_names
 
-        def compute(g: Gathered) -> np.ndarray:
-            blocks = [
-                self._counting(g) if name == "Counting" else POOLINGS[name][1](g) for name in names
-            ]
-            return np.hstack(blocks)
+        widths = [len(self.table) if n == "Counting" else len(self.table.properties) for n in names]
+        offsets = np.cumsum([0, *widths]).tolist()
+        slices = [slice(a, b) for a, b in itertools.pairwise(offsets)]
 
-        return self._featurize(inputs, len(self.labels), compute)
+        def compute(g: Gathered):
+            for name, columns in zip(names, slices, strict=True):
+                yield columns, self._counting(g) if name == "Counting" else POOLINGS[name][1](g)
+
+        return self._featurize(inputs, offsets[-1], compute)
 
     def _counting(self, g: Gathered) -> np.ndarray:
         weights = g.fractions if self.counting == "fraction" else g.amounts
@@ -244,9 +255,9 @@ class ElementStatistics(_TableFeaturizer):
         """Featurize a batch; columns ordered property-major (matminer's order)."""
         stats = self._stats()
 
-        def compute(g: Gathered) -> np.ndarray:
+        def compute(g: Gathered):
             per_stat = np.stack([STATISTICS[s](g) for s in stats], axis=2)  # [n, d, stats]
-            return per_stat.reshape(len(g), -1)  # property-major columns
+            yield slice(None), per_stat.reshape(len(g), -1)  # property-major columns
 
         return self._featurize(inputs, len(self.labels), compute)
 
