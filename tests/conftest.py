@@ -61,3 +61,13 @@ def xenonpy_compositions(tmp_path_factory, data_dir):
         else:
             os.environ["HOME"] = old_home
     return Compositions
+
+
+@pytest.fixture(scope="session")
+def dask_client():
+    """A real embedded cluster: 2 worker processes on 127.0.0.1 (TCP)."""
+    from xenonscale.cluster import close_client, get_client
+
+    client = get_client(workers=2, quiet=True)
+    yield client
+    close_client(client)

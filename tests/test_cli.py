@@ -96,6 +96,8 @@ def test_console_script_demo_runs_end_to_end(tmp_path, data_dir):
     )
     assert result.returncode == 0, result.stderr
     assert "3,000 ok + 0 errors = 3,000 rows" in result.stdout
-    table = pd.read_parquet(tmp_path / "matbench_mp_e_form_features.parquet")
-    assert len(table) == 3000 and table["ok"].all()
+    import xarray as xr
+
+    ds = xr.open_zarr(tmp_path / "matbench_mp_e_form.zarr")
+    assert ds.features.shape == (3000, 500) and bool(ds.ok.all())
     assert (tmp_path / "matbench_mp_e_form_heatmap.png").stat().st_size > 20_000

@@ -1,8 +1,8 @@
 """xenonscale: materials informatics at database scale.
 
 Descriptors for compositions (XenonPy/matminer parity, vectorized), element
-tables, public datasets; later: Dask engine, Zarr stores, models, transfer,
-inverse design.
+tables, public datasets, and a Dask engine that featurizes any source into a
+chunked Zarr FeatureStore; later: models, transfer, inverse design.
 
 Examples
 --------
@@ -26,6 +26,11 @@ _LAZY = {
     "parse_compositions": "xenonscale.chem",
     "parse_formula": "xenonscale.chem",
     "XenonscaleError": "xenonscale.errors",
+    "open_store": "xenonscale.store",
+    "read_errors": "xenonscale.store",
+    "featurize_to_store": "xenonscale.engine",
+    "get_client": "xenonscale.cluster",
+    "open_source": "xenonscale.sources",
 }
 
 __all__ = ["__version__", *sorted(_LAZY)]

@@ -1,10 +1,11 @@
 """``make demo``: the main job of the day, end to end on real data.
 
 Today: featurize every Materials Project formation-energy composition of
-Matbench (``matbench_mp_e_form``, 132,752 formulas) with XenonPy's descriptors,
-write the feature table, and summarize it (throughput, errors, the descriptors
-that track the target best, a descriptor heatmap). Later capabilities (Dask
-engine, models, transfer, design) extend this same command.
+Matbench (``matbench_mp_e_form``, 132,752 formulas) with XenonPy's descriptors
+on an embedded Dask cluster into a chunked Zarr FeatureStore, then read the
+store back like any xarray user and summarize it (throughput, errors, the
+descriptors that track the target best, a descriptor heatmap). Later
+capabilities (models, transfer, design) extend this same command.
 
 Examples
 --------
@@ -14,15 +15,12 @@ Examples
 
 from __future__ import annotations
 
-import time
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
 from xenonscale import datasets
-from xenonscale.featurize import Compositions, errors_frame
-from xenonscale.featurize.batches import featurize_in_batches
 
 __all__ = ["run_demo"]
 
@@ -30,60 +28,86 @@ DATASET = "matbench_mp_e_form"
 
 
 def run_demo(
-    *, output_dir: str | Path = "demo-output", rows: int | None = None, progress: bool = True
+    *,
+    output_dir: str | Path = "demo-output",
+    rows: int | None = None,
+    workers: int = 2,
+    progress: bool = True,
 ) -> dict[str, object]:
-    """Featurize Matbench ``mp_e_form`` and print a summary; returns the summary dict."""
+    """Featurize Matbench ``mp_e_form`` into a store and print a summary; returns it."""
+    from xenonscale.cluster import close_client, get_client
+    from xenonscale.engine import featurize_to_store
+    from xenonscale.featurize.registry import FeaturizerSpec
+    from xenonscale.store import open_store, read_errors
+
     output = Path(output_dir)
     output.mkdir(parents=True, exist_ok=True)
     info = datasets.info(DATASET)
-    frame = datasets.load(DATASET)
-    if rows is not None:
-        frame = frame.iloc[:rows]
-    formulas = frame[info.input_column].tolist()
-    target = frame[info.target_column].to_numpy()
-    print(f"dataset   {DATASET}: {len(frame):,} compositions ({info.description})")
+    source = datasets.fetch(DATASET)
+    if rows is not None:  # a smaller real subset, for quick looks and tests
+        subset = output / f"{DATASET}_first{rows}.csv"
+        datasets.load(DATASET).iloc[:rows].to_csv(subset, index=False)
+        source = subset
+    store = output / f"{DATASET}.zarr"
+    print(f"dataset   {DATASET}: {info.description} ({source})")
 
-    featurizer = Compositions(elements="xenonpy58", featurizers="all")
-    print(f"features  {featurizer.table!r}, featurizers 'all' → {len(featurizer.labels)} columns")
-    started = time.perf_counter()
-    result = featurize_in_batches(featurizer, formulas, progress=progress)
-    seconds = time.perf_counter() - started
-
-    features = pd.DataFrame(result.values, columns=featurizer.labels, dtype=np.float32)
-    table = pd.concat([frame.reset_index(drop=True), features], axis=1)
-    table.insert(len(frame.columns), "ok", result.ok)
-    table_path = output / f"{DATASET}_features.parquet"
-    table.to_parquet(table_path, index=False)
-    errors = errors_frame(result.errors)
-    errors.to_csv(output / f"{DATASET}_errors.csv", index=False)
-
-    top = _top_correlations(features[result.ok], target[result.ok])
-    summary = {
-        "rows": len(frame),
-        "featurized": int(result.ok.sum()),
-        "errors": len(errors),
-        "features": len(featurizer.labels),
-        "seconds": round(seconds, 3),
-        "rows_per_second": round(len(frame) / max(seconds, 1e-9)),
-        "table": str(table_path),
-        "top_descriptors": top,
-    }
+    spec = FeaturizerSpec.parse("composition", "all", elements="xenonpy58")
+    client = get_client(workers=workers, quiet=not progress)
+    try:
+        job = featurize_to_store(
+            str(source),
+            str(store),
+            spec,
+            column=info.input_column,
+            client=client,
+            overwrite=True,
+            progress=progress,
+        )
+    finally:
+        close_client(client)
     print(
-        f"featurize {summary['featurized']:,} ok + {summary['errors']:,} errors = "
-        f"{summary['rows']:,} rows in {seconds:.2f} s "
-        f"({summary['rows_per_second']:,} compositions/s, {1e6 * seconds / max(len(frame), 1):.1f}"
-        " µs each)"
+        f"featurize {job.featurized:,} ok + {job.errors:,} errors = {job.rows:,} rows in "
+        f"{job.seconds:.1f} s ({job.rows_per_second:,.0f} rows/s end to end, {workers} workers)"
     )
-    print(f"table     {table_path} ({table_path.stat().st_size / 2**20:.1f} MiB)")
+
+    ds = open_store(str(store))
+    print(f"store     {store}  (xarray.open_zarr works too)")
+    shape, chunk = tuple(ds.features.shape), ds.features.chunks[0][0]
+    print(f"          features{shape} float32, chunks of {chunk} rows")
+    errors = read_errors(str(store))
+    if len(errors):
+        print(f"errors    {len(errors)}, e.g. row {errors.row.iloc[0]}: {errors.error.iloc[0]}")
+
+    sample = _sample(ds, info.target_column)
+    target = sample.pop(info.target_column).to_numpy()
     print("target    formation energy (eV/atom): " + _describe(target))
-    print("top descriptors by |Spearman ρ| with the target:")
+    top = _top_correlations(sample, target)
+    print("top descriptors by |Spearman ρ| with the target (20,000-row sample):")
     for label, rho in top:
         print(f"  {label:40s} ρ = {rho:+.3f}")
-    heatmap = _heatmap(features[result.ok], target[result.ok], output)
-    if heatmap:
-        summary["heatmap"] = str(heatmap)
-        print(f"plot      {heatmap}")
+    summary = {
+        "rows": job.rows,
+        "featurized": job.featurized,
+        "errors": job.errors,
+        "seconds": round(job.seconds, 2),
+        "store": str(store),
+        "top_descriptors": top,
+    }
+    heatmap = _heatmap(sample, target, output)
+    summary["heatmap"] = str(heatmap)
+    print(f"plot      {heatmap}")
     return summary
+
+
+def _sample(ds, target: str, size: int = 20_000) -> pd.DataFrame:
+    """A random sample of ok rows as a DataFrame (features + target), read from the store."""
+    ok = ds.ok.values
+    rows = np.flatnonzero(ok)
+    take = np.sort(np.random.default_rng(0).choice(rows, size=min(size, len(rows)), replace=False))
+    features = ds.features.isel(sample=take).values.astype(np.float64)
+    frame = pd.DataFrame(features, columns=ds.feature.values.astype(str))
+    frame[target] = ds[target].isel(sample=take).values
+    return frame
 
 
 def _describe(values: np.ndarray) -> str:
@@ -92,12 +116,10 @@ def _describe(values: np.ndarray) -> str:
 
 
 def _top_correlations(
-    features: pd.DataFrame, target: np.ndarray, k: int = 8, sample: int = 20_000
+    features: pd.DataFrame, target: np.ndarray, k: int = 8
 ) -> list[tuple[str, float]]:
-    rng = np.random.default_rng(0)
-    take = rng.choice(len(features), size=min(sample, len(features)), replace=False)
-    ranks = features.iloc[take].rank()
-    target_rank = pd.Series(target[take]).rank().to_numpy()
+    ranks = features.rank()
+    target_rank = pd.Series(target).rank().to_numpy()
     with np.errstate(all="ignore"):
         rho = ranks.apply(lambda col: np.corrcoef(col.to_numpy(), target_rank)[0, 1])
     rho = rho.dropna()
@@ -105,16 +127,13 @@ def _top_correlations(
     return [(label, float(rho[label])) for label in best]
 
 
-def _heatmap(features: pd.DataFrame, target: np.ndarray, output: Path) -> Path | None:
-    try:
-        from xenonscale.viz import descriptor_heatmap
-    except ImportError:  # the viz module arrives with plotting support
-        return None
+def _heatmap(features: pd.DataFrame, target: np.ndarray, output: Path) -> Path:
+    from xenonscale.viz import descriptor_heatmap
+
     columns = [c for c in features.columns if c.split(":")[0] in ("ave", "var", "max", "min")]
     figure = descriptor_heatmap(
         features[columns], target, max_rows=1500, title="mp_e_form: descriptors sorted by target"
     )
     path = output / f"{DATASET}_heatmap.png"
-    figure = getattr(figure, "figure", figure)
     figure.savefig(path, dpi=110, bbox_inches="tight")
     return path

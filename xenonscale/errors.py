@@ -53,3 +53,15 @@ class FormulaError(XenonscaleError, ValueError):
 
 class FeaturizerError(XenonscaleError, ValueError):
     """A featurizer was configured with a bad argument or failed on a batch."""
+
+
+class StoreError(XenonscaleError):
+    """A feature store is missing, unfinished, or was built with another spec."""
+
+
+class StoreLockedError(StoreError):
+    """Another featurize job is writing the same store right now."""
+
+
+class SourceError(XenonscaleError):
+    """A source cannot be opened or planned (missing file, unknown format)."""

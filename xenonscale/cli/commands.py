@@ -56,12 +56,63 @@ def write_table(features: pd.DataFrame, output: Path) -> None:
 
 
 def featurize(args: argparse.Namespace) -> int:
+    """``xenonscale featurize``: a store through the engine, or an in-process table."""
+    if Path(args.output).suffix.lower() in (".parquet", ".csv"):
+        return _featurize_table(args)
+    return _featurize_store(args)
+
+
+def _featurize_store(args: argparse.Namespace) -> int:
+    import json
+
+    from xenonscale.cluster import close_client, get_client
+    from xenonscale.engine import featurize_to_store
+    from xenonscale.featurize.registry import FeaturizerSpec
+
+    spec = FeaturizerSpec.parse(
+        args.kind, args.featurizers, elements=args.elements, on_error=args.on_error
+    )
+    options = json.loads(args.storage_options) if args.storage_options else None
+    source = args.input
+    if source.startswith("dataset:"):
+        from xenonscale import datasets as registry
+
+        name = source.split(":", 1)[1]
+        source, args.column = (
+            str(registry.fetch(name)),
+            args.column or registry.info(name).input_column,
+        )
+    spec.build()  # bad arguments fail before a cluster starts
+    client = get_client(args.scheduler, workers=args.workers, quiet=args.no_progress)
+    try:
+        summary = featurize_to_store(
+            source,
+            args.output,
+            spec,
+            column=args.column,
+            client=client,
+            chunk_rows=args.chunk_rows,
+            partition_rows=args.partition_rows,
+            overwrite=args.overwrite,
+            progress=not args.no_progress,
+            storage_options=options,
+            source_options={"storage_options": options} if options else None,
+        )
+    finally:
+        close_client(client)
+    print(
+        f"{summary.rows:,} rows → {summary.featurized:,} featurized + {summary.errors:,} errors "
+        f"({summary.partitions} partitions, {summary.resumed_partitions} already done) in "
+        f"{summary.seconds:.1f} s ({summary.rows_per_second:,.0f} rows/s) → {summary.store}"
+    )
+    return 0
+
+
+def _featurize_table(args: argparse.Namespace) -> int:
     from xenonscale.featurize.batches import featurize_in_batches
     from xenonscale.featurize.registry import build_featurizer
 
     output = Path(args.output)
-    if output.suffix.lower() not in (".parquet", ".csv"):
-        raise ConfigError(f"--output {args.output!r}: use a .parquet or .csv file name")
     frame, column = read_inputs(args.input, args.column)
     featurizer = build_featurizer(args.featurizers, elements=args.elements)
     started = time.perf_counter()
@@ -136,5 +187,5 @@ def elements(args: argparse.Namespace) -> int:
 def demo(args: argparse.Namespace) -> int:
     from xenonscale.demo import run_demo
 
-    run_demo(output_dir=Path(args.output), rows=args.rows)
+    run_demo(output_dir=Path(args.output), rows=args.rows, workers=args.workers)
     return 0

@@ -30,13 +30,28 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"xenonscale {__version__}")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
-    feat = sub.add_parser("featurize", help="featurize compositions into a feature table")
-    feat.add_argument("input", help="CSV/Parquet/JSON-lines file, or dataset:NAME")
-    feat.add_argument("-o", "--output", required=True, help="output .parquet or .csv")
-    feat.add_argument("--column", default=None, help="input column (default: the dataset's)")
-    feat.add_argument("--elements", default=None, help="element table preset or CSV file")
-    feat.add_argument("--featurizers", default="classic", help="classic|all|pooling|magpie|A,B")
-    feat.add_argument("--batch-rows", type=int, default=8192, help="rows per batch")
+    feat = sub.add_parser(
+        "featurize",
+        help="featurize a source into a Zarr feature store (or a .parquet/.csv table)",
+        description="INPUT (file, glob, s3:// URL or dataset:NAME) → Dask → STORE. "
+        "A STORE ending in .parquet or .csv is written in-process as one table.",
+    )
+    feat.add_argument("input", help="CSV/TSV/Parquet/JSONL/JSON/CIF dir/SMI/SDF, or dataset:NAME")
+    feat.add_argument("-o", "--output", required=True, help="store URL (dir, s3://...) or table")
+    feat.add_argument("--kind", default="composition", help="composition|structure|molecule")
+    feat.add_argument("--column", default=None, help="input column (default: inferred)")
+    feat.add_argument("--featurizers", default="classic", help="comma list of registered names")
+    feat.add_argument("--elements", default=None, help="element table preset")
+    feat.add_argument("--workers", type=int, default=None, help="embedded cluster workers")
+    feat.add_argument("--scheduler", default=None, help="Dask scheduler address (tcp://...)")
+    feat.add_argument("--chunk-rows", type=int, default=10_000, help="Zarr chunk rows")
+    feat.add_argument("--partition-rows", type=int, default=50_000, help="rows per task")
+    feat.add_argument("--on-error", default="record", help="record (error rows) | raise")
+    feat.add_argument("--overwrite", action="store_true", help="replace a different store")
+    feat.add_argument(
+        "--storage-options", default=None, help="fsspec options as JSON, e.g. '{\"anon\": true}'"
+    )
+    feat.add_argument("--batch-rows", type=int, default=8192, help="rows per batch (tables)")
     feat.add_argument("--no-progress", action="store_true", help="hide the progress bar")
 
     data = sub.add_parser("datasets", help="list, describe or fetch public datasets")
@@ -55,6 +70,7 @@ def _parser() -> argparse.ArgumentParser:
     demo = sub.add_parser("demo", help="run the main job end to end on real data")
     demo.add_argument("--rows", type=int, default=None, help="limit the number of formulas")
     demo.add_argument("--output", default="demo-output", help="output folder")
+    demo.add_argument("--workers", type=int, default=2, help="embedded cluster workers")
     return parser
 
 

@@ -1,20 +1,36 @@
-"""Featurizers by name, for the command line and (later) the engine.
+"""Featurizers by name, so the CLI and the engine can build them from a spec.
 
-``--featurizers`` takes ``classic``, ``all``, ``pooling`` or a comma list of
-XenonPy pooling names (``WeightedAverage,MaxPooling``) for
-:class:`~xenonscale.featurize.Compositions`, or ``magpie`` for matminer's
-Magpie statistics (:class:`~xenonscale.featurize.ElementStatistics`).
+A :class:`FeaturizerSpec` (kind, names, element table) is small, JSON- and
+pickle-friendly: the engine ships it to workers, which build the featurizer
+there, and records it in the store's provenance. New kinds (structures,
+molecules) plug in with :func:`register_featurizer`.
+
+Composition names: ``classic``, ``all``, ``pooling`` (XenonPy sets),
+``magpie`` (matminer's Magpie statistics on the Magpie table, whatever
+``--elements`` says), or a single XenonPy pooling
+(``WeightedAverage``, ..., ``Counting``). Several names are joined by a
+:class:`FeatureUnion`.
 
 Examples
 --------
->>> from xenonscale.featurize.registry import build_featurizer
->>> build_featurizer("classic", elements="xenonpy58")
-Compositions(elements='xenonpy58', featurizers='classic', counting='fraction', on_error='record')
+>>> from xenonscale.featurize.registry import FeaturizerSpec
+>>> spec = FeaturizerSpec.parse("composition", "classic,magpie", elements="xenonpy58")
+>>> spec.names
+('classic', 'magpie')
+>>> len(spec.build().labels)  # doctest: +SKIP
+422
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass
+
+import numpy as np
+
+from xenonscale.chem.formula import RowError
 from xenonscale.errors import ConfigError
+from xenonscale.featurize.base import BatchTransformer, FeatureBatch
 from xenonscale.featurize.compositions import (
     ALL,
     FEATURIZER_SETS,
@@ -22,23 +38,144 @@ from xenonscale.featurize.compositions import (
     ElementStatistics,
 )
 
-__all__ = ["COMPOSITION_SPECS", "build_featurizer"]
+__all__ = [
+    "FeatureUnion",
+    "FeaturizerSpec",
+    "build_featurizer",
+    "element_tables",
+    "register_featurizer",
+    "registered",
+]
 
-COMPOSITION_SPECS = (*FEATURIZER_SETS, "magpie", *ALL)
+Factory = Callable[[str | None], BatchTransformer]
+_REGISTRY: dict[str, dict[str, Factory]] = {}
 
 
-def build_featurizer(spec: str, *, elements: str | None = None):
-    """Return the composition featurizer named by ``spec`` (see the module docstring)."""
-    spec = spec.strip()
-    if spec == "magpie":
-        return ElementStatistics(elements=elements or "magpie_imputed")
-    if spec in FEATURIZER_SETS:
-        return Compositions(elements=elements or "xenonscale", featurizers=spec)
-    names = [name.strip() for name in spec.split(",") if name.strip()]
-    unknown = [name for name in names if name not in ALL]
-    if unknown or not names:
-        raise ConfigError(
-            f"--featurizers {spec!r}: unknown {unknown or spec!r}; use one of "
-            f"{', '.join(COMPOSITION_SPECS[:4])} or a comma list of {', '.join(ALL)}"
-        )
-    return Compositions(elements=elements or "xenonscale", featurizers=names)
+def register_featurizer(kind: str, name: str, factory: Factory) -> None:
+    """Make ``name`` usable in ``--featurizers`` for ``--kind kind``.
+
+    ``factory(elements)`` returns a featurizer with ``labels`` and
+    ``featurize_batch``; ``elements`` is the ``--elements`` value or None.
+    """
+    _REGISTRY.setdefault(kind, {})[name] = factory
+
+
+def registered(kind: str | None = None) -> dict[str, list[str]]:
+    """Registered names by kind."""
+    kinds = [kind] if kind else sorted(_REGISTRY)
+    return {k: sorted(_REGISTRY.get(k, {})) for k in kinds}
+
+
+def _compositions(featurizers) -> Factory:
+    return lambda elements: Compositions(elements=elements or "xenonscale", featurizers=featurizers)
+
+
+for _name in FEATURIZER_SETS:
+    register_featurizer("composition", _name, _compositions(_name))
+for _name in ALL:
+    register_featurizer("composition", _name, _compositions([_name]))
+# The Magpie preset is defined by its own table: --elements does not apply to it.
+register_featurizer("composition", "magpie", lambda elements: ElementStatistics())
+
+
+@dataclass(frozen=True)
+class FeaturizerSpec:
+    """What to build: ``kind``, registered ``names``, ``elements`` table, ``on_error``."""
+
+    kind: str = "composition"
+    names: tuple[str, ...] = ("classic",)
+    elements: str | None = None
+    on_error: str = "record"
+
+    @classmethod
+    def parse(
+        cls,
+        kind: str,
+        names: str | Sequence[str],
+        *,
+        elements: str | None = None,
+        on_error: str = "record",
+    ) -> FeaturizerSpec:
+        """From CLI text: ``names`` is a comma list (or a sequence)."""
+        items = names.split(",") if isinstance(names, str) else list(names)
+        spec = cls(kind, tuple(n.strip() for n in items if n.strip()), elements, on_error)
+        spec.validate()
+        return spec
+
+    def validate(self) -> None:
+        if self.kind not in _REGISTRY:
+            raise ConfigError(
+                f"--kind {self.kind!r} has no featurizers; registered kinds: {sorted(_REGISTRY)}"
+            )
+        if self.on_error not in ("record", "raise"):
+            raise ConfigError(f"--on-error {self.on_error!r}: use 'record' or 'raise'")
+        known = _REGISTRY[self.kind]
+        unknown = [n for n in self.names if n not in known]
+        if unknown or not self.names:
+            raise ConfigError(
+                f"--featurizers {','.join(self.names)!r}: unknown {unknown} for kind "
+                f"{self.kind!r}; choose from {', '.join(sorted(known))}"
+            )
+
+    def build(self) -> BatchTransformer:
+        """Build the featurizer (a :class:`FeatureUnion` for several names)."""
+        self.validate()
+        parts = [_REGISTRY[self.kind][name](self.elements) for name in self.names]
+        for part in parts:
+            part.on_error = self.on_error
+        return parts[0] if len(parts) == 1 else FeatureUnion(parts, on_error=self.on_error)
+
+    def to_dict(self) -> dict:
+        return {**asdict(self), "names": list(self.names)}
+
+
+class FeatureUnion(BatchTransformer):
+    """Several featurizers side by side; a row is ok only if every part is ok.
+
+    Examples
+    --------
+    >>> parts = [Compositions(featurizers="classic"), ElementStatistics()]
+    >>> FeatureUnion(parts).labels[-1]  # doctest: +SKIP
+    'MagpieData mode SpaceGroupNumber'
+    """
+
+    def __init__(self, featurizers: Sequence[BatchTransformer], *, on_error: str = "record"):
+        self.featurizers = featurizers
+        self.on_error = on_error
+
+    @property
+    def labels(self) -> list[str]:
+        return [label for part in self.featurizers for label in part.labels]
+
+    @property
+    def citations(self) -> tuple[str, ...]:
+        return tuple(dict.fromkeys(c for part in self.featurizers for c in part.citations))
+
+    @property
+    def tables(self) -> list:
+        """The element tables of the parts (for provenance)."""
+        return [t for part in self.featurizers for t in element_tables(part)]
+
+    def featurize_batch(self, inputs: Sequence[object]) -> FeatureBatch:
+        batches = [part.featurize_batch(inputs) for part in self.featurizers]
+        ok = np.logical_and.reduce([b.ok for b in batches])
+        first: dict[int, RowError] = {}
+        for batch in batches:
+            for error in batch.errors:
+                first.setdefault(error.row, error)
+        values = np.hstack([b.values for b in batches])
+        values[~ok] = np.nan
+        return FeatureBatch(values=values, ok=ok, errors=[first[r] for r in sorted(first)])
+
+
+def build_featurizer(spec: str, *, elements: str | None = None) -> BatchTransformer:
+    """Composition featurizer(s) from a comma list of names (CLI helper)."""
+    return FeaturizerSpec.parse("composition", spec, elements=elements).build()
+
+
+def element_tables(featurizer) -> list:
+    """Element tables a featurizer uses (none, one, or several for a union)."""
+    if hasattr(featurizer, "tables"):
+        return list(featurizer.tables)
+    table = getattr(featurizer, "table", None)
+    return [table] if table is not None else []

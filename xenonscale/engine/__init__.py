@@ -1,0 +1,10 @@
+"""The distributed featurization engine (source → Dask → FeatureStore).
+
+Examples
+--------
+>>> from xenonscale.engine import featurize_to_store  # doctest: +SKIP
+"""
+
+from xenonscale.engine.run import JobSummary, featurize_to_store
+
+__all__ = ["JobSummary", "featurize_to_store"]

@@ -1,0 +1,311 @@
+"""The featurization engine: source → Dask bag of partitions → FeatureStore.
+
+The client plans (a streaming scan of the source), creates the store and a
+manifest, then submits one task per unfinished partition. Each task runs on a
+worker: read its rows → featurize the batch → write its chunk-aligned region
+→ write a done marker. Nothing large passes through the client or the
+scheduler: tasks return a few counts. A rerun of the same command skips
+finished partitions (resume); a different spec is refused unless
+``overwrite=True``; rows in = rows featurized + rows in the error table.
+
+Examples
+--------
+>>> from xenonscale.engine import featurize_to_store
+>>> from xenonscale.featurize.registry import FeaturizerSpec, element_tables
+>>> summary = featurize_to_store(
+...     "formulas.csv", "out.zarr", FeaturizerSpec.parse("composition", "classic"),
+...     column="formula",
+... )  # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+import importlib.metadata as metadata
+import time
+from dataclasses import asdict, dataclass
+
+import pandas as pd
+from tqdm.auto import tqdm
+
+from xenonscale.engine.bookkeeping import JobLock, done_markers, spec_hash, write_done
+from xenonscale.errors import ConfigError, FeaturizerError, StoreError
+from xenonscale.featurize.registry import FeaturizerSpec, element_tables
+from xenonscale.sources.base import Partition, Source
+from xenonscale.store.layout import BOOKKEEPING, StoreLocation
+from xenonscale.store.writer import create_store, extra_kinds, finalize_store, write_region
+
+__all__ = ["JobSummary", "featurize_to_store"]
+
+
+@dataclass(frozen=True)
+class JobSummary:
+    """What a job did (``rows == featurized + errors`` always)."""
+
+    store: str
+    rows: int
+    featurized: int
+    errors: int
+    features: int
+    partitions: int
+    resumed_partitions: int
+    seconds: float
+
+    @property
+    def rows_per_second(self) -> float:
+        return self.rows / max(self.seconds, 1e-9)
+
+
+@functools.lru_cache(maxsize=8)
+def _featurizer(spec: FeaturizerSpec):
+    """One featurizer per spec per worker process (tables load once)."""
+    return spec.build()
+
+
+def _run_partition(
+    partition: Partition,
+    source: Source,
+    location: StoreLocation,
+    spec: FeaturizerSpec,
+    extras: dict[str, str],
+) -> dict:
+    """Worker task: read → featurize → write region → done marker; returns counts."""
+    frame = source.read(partition)
+    if len(frame) != partition.rows:
+        raise StoreError(
+            f"partition {partition.index} of {source.url!r} gave {len(frame)} records, "
+            f"planned {partition.rows}: the source changed during the job"
+        )
+    featurizer = _featurizer(spec)
+    batch = featurizer.featurize_batch(frame["input"].tolist())
+    if spec.on_error == "raise" and batch.errors:
+        first = batch.errors[0]
+        raise FeaturizerError(f"row {partition.start + first.row}: {first.input!r}: {first.reason}")
+    write_region(location, partition.start, frame, batch.values, batch.ok, extras)
+    record = {
+        "index": partition.index,
+        "start": partition.start,
+        "rows": partition.rows,
+        "ok": int(batch.ok.sum()),
+        "errors": [
+            {"row": partition.start + e.row, "input": e.input, "error": e.reason}
+            for e in batch.errors
+        ],
+    }
+    write_done(location, partition.index, record)
+    return {key: record[key] for key in ("index", "rows", "ok")} | {"errors": len(batch.errors)}
+
+
+def _versions() -> dict[str, str]:
+    out = {}
+    for dist in ("xenonscale", "numpy", "pandas", "zarr", "xarray", "dask", "distributed"):
+        with contextlib.suppress(metadata.PackageNotFoundError):
+            out[dist] = metadata.version(dist)
+    return out
+
+
+def featurize_to_store(
+    source: str | Source,
+    store: str,
+    spec: FeaturizerSpec,
+    *,
+    column: str | None = None,
+    client=None,
+    chunk_rows: int = 10_000,
+    partition_rows: int = 50_000,
+    overwrite: bool = False,
+    progress: bool = True,
+    storage_options: dict | None = None,
+    source_options: dict | None = None,
+) -> JobSummary:
+    """Featurize every record of ``source`` into the FeatureStore at ``store``.
+
+    Parameters
+    ----------
+    source
+        A URL/path (format inferred) or a :class:`~xenonscale.sources.base.Source`.
+    store
+        Store URL (path, ``file://``, ``s3://``).
+    spec
+        Which featurizers (see :class:`~xenonscale.featurize.registry.FeaturizerSpec`).
+    column
+        The input column of a tabular source.
+    client
+        A :class:`distributed.Client`; ``None`` starts an embedded cluster for
+        the job (:func:`xenonscale.cluster.get_client`).
+    chunk_rows, partition_rows
+        Zarr chunk length along ``sample``; rows per task (rounded up to a
+        multiple of ``chunk_rows`` so tasks write whole chunks).
+    overwrite
+        Replace a store built with a different spec (otherwise refused).
+    """
+    if chunk_rows < 1:
+        raise ConfigError(f"--chunk-rows {chunk_rows!r}: use a positive number of rows")
+    if partition_rows < 1:
+        raise ConfigError(f"--partition-rows {partition_rows!r}: use a positive number of rows")
+    spec.validate()
+    featurizer = _featurizer(spec)  # fail fast on bad arguments, before any work
+    if not isinstance(source, Source):
+        from xenonscale.sources import open_source
+
+        source = open_source(source, column=column, kind=spec.kind, **(source_options or {}))
+    partition_rows = -(-partition_rows // chunk_rows) * chunk_rows
+    location = StoreLocation(store, storage_options)
+    started = time.perf_counter()
+
+    if overwrite and location.fs.exists(location.root):
+        _check_not_locked(location)
+        location.fs.rm(location.root, recursive=True)
+    location.fs.makedirs(location.root, exist_ok=True)
+    with JobLock(location):
+        manifest = _load_or_plan(location, source, spec, featurizer, chunk_rows, partition_rows)
+        partitions = [Partition(**p) for p in manifest["partitions"]]
+        done = done_markers(location)
+        pending = [p for p in partitions if p.index not in done]
+        resumed = len(partitions) - len(pending)
+        if pending:
+            _run_pending(pending, source, location, spec, manifest, client, progress, done)
+        return _finish(location, manifest, partitions, resumed, started)
+
+
+def _check_not_locked(location: StoreLocation) -> None:
+    lock = JobLock(location)
+    holder = lock._holder()
+    if holder and not JobLock._stale(holder):
+        lock.acquire()  # raises StoreLockedError with the holder's details
+
+
+def _load_or_plan(location, source, spec, featurizer, chunk_rows, partition_rows) -> dict:
+    tables = element_tables(featurizer)
+    identity = {
+        "featurizer": spec.to_dict(),
+        "labels": spec_hash({"labels": list(featurizer.labels)}),
+        "element_tables": [t.sha256 for t in tables],
+        "source": source.describe(),
+        "source_fingerprint": source.fingerprint(),
+        "chunk_rows": chunk_rows,
+        "partition_rows": partition_rows,
+    }
+    digest = spec_hash(identity)
+    manifest_path = (BOOKKEEPING, "manifest.json")
+    if location.fs.exists(location.path(*manifest_path)):
+        manifest = location.read_json(*manifest_path)
+        if manifest["spec_hash"] == digest:
+            return manifest
+        raise StoreError(
+            f"store {location.url!r} was built with a different spec "
+            f"(featurizers, element table, source or chunking differ): pass --overwrite "
+            "to replace it, or write to another store"
+        )
+    if location.exists():
+        raise StoreError(
+            f"{location.url!r} already holds a Zarr group that xenonscale did not write: "
+            "pass --overwrite to replace it"
+        )
+    total, partitions = source.plan(partition_rows)
+    first = source.read(partitions[0]) if partitions else pd.DataFrame(columns=["id", "input"])
+    extras = extra_kinds(first)
+    attrs = {
+        "title": "xenonscale feature store",
+        "featurizer": spec.to_dict(),
+        "featurizer_classes": type(featurizer).__name__,
+        "citations": list(getattr(featurizer, "citations", ())),
+        "element_table": ", ".join(dict.fromkeys(t.name for t in tables)),
+        "element_tables": [{"name": t.name, "sha256": t.sha256} for t in tables],
+        "source": source.describe(),
+        "source_fingerprint": source.fingerprint(),
+        "rows": total,
+        "chunk_rows": chunk_rows,
+        "versions": _versions(),
+        "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+    }
+    create_store(
+        location,
+        rows=total,
+        labels=list(featurizer.labels),
+        extras=extras,
+        chunk_rows=chunk_rows,
+        attrs=attrs,
+    )
+    manifest = {
+        "spec_hash": digest,
+        "identity": identity,
+        "rows": total,
+        "extras": extras,
+        "attrs": attrs,
+        "partitions": [asdict(p) for p in partitions],
+    }
+    location.write_json(manifest, *manifest_path)
+    return manifest
+
+
+def _run_pending(pending, source, location, spec, manifest, client, progress, done) -> None:
+    import dask.bag as db
+    from distributed import as_completed
+
+    from xenonscale.cluster import close_client, get_client
+
+    own_client = client is None
+    if own_client:
+        client = get_client(quiet=not progress)
+    try:
+        bag = db.from_sequence(pending, npartitions=len(pending)).map(
+            _run_partition, source, location, spec, manifest["extras"]
+        )
+        futures = client.compute(bag.to_delayed())
+        initial = sum(record["rows"] for record in done.values())
+        with tqdm(
+            total=manifest["rows"],
+            initial=initial,
+            unit="rows",
+            unit_scale=True,
+            desc="featurize",
+            disable=not progress,
+            smoothing=0.1,
+        ) as bar:
+            for future in as_completed(futures):
+                for result in future.result():
+                    bar.update(result["rows"])
+    finally:
+        if own_client:
+            close_client(client)
+
+
+def _finish(location, manifest, partitions, resumed, started) -> JobSummary:
+    done = done_markers(location)
+    missing = [p.index for p in partitions if p.index not in done]
+    if missing:
+        raise StoreError(f"partitions {missing[:10]} did not finish: rerun to resume")
+    errors = pd.DataFrame(
+        [e for index in sorted(done) for e in done[index]["errors"]],
+        columns=["row", "input", "error"],
+    )
+    featurized = sum(done[p.index]["ok"] for p in partitions)
+    rows = manifest["rows"]
+    if featurized + len(errors) != rows:
+        raise StoreError(
+            f"counts do not add up: {featurized} featurized + {len(errors)} errors != {rows} rows"
+        )
+    seconds = time.perf_counter() - started
+    finalize_store(
+        location,
+        errors.sort_values("row", kind="stable").reset_index(drop=True),
+        {"featurized": featurized, "errors": len(errors), "finished": time.strftime("%c")},
+    )
+    return JobSummary(
+        store=location.url,
+        rows=rows,
+        featurized=featurized,
+        errors=len(errors),
+        features=len(manifest["attrs"].get("labels", [])) or _feature_count(location),
+        partitions=len(partitions),
+        resumed_partitions=resumed,
+        seconds=seconds,
+    )
+
+
+def _feature_count(location: StoreLocation) -> int:
+    import zarr
+
+    return int(zarr.open_group(location.zarr_store(), mode="r")["features"].shape[1])
