@@ -105,7 +105,7 @@ def _sample(ds, target: str, size: int = 20_000) -> pd.DataFrame:
     rows = np.flatnonzero(ok)
     take = np.sort(np.random.default_rng(0).choice(rows, size=min(size, len(rows)), replace=False))
     features = ds.features.isel(sample=take).values.astype(np.float64)
-    frame = pd.DataFrame(features, columns=ds.feature.values.astype(str))
+    frame = pd.DataFrame(features, columns=ds.feature.values.tolist())
     frame[target] = ds[target].isel(sample=take).values
     return frame
 

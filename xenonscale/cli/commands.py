@@ -4,13 +4,24 @@ from __future__ import annotations
 
 import argparse
 import time
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 
 import pandas as pd
 
 from xenonscale.errors import ConfigError
 
-__all__ = ["datasets", "demo", "elements", "featurize", "read_inputs", "write_table"]
+__all__ = [
+    "TABLE_SUFFIXES",
+    "datasets",
+    "demo",
+    "elements",
+    "featurize",
+    "read_inputs",
+    "write_table",
+]
+
+#: ``--output`` names written in-process as one table rather than a store.
+TABLE_SUFFIXES = (".parquet", ".csv")
 
 
 def read_inputs(source: str, column: str | None) -> tuple[pd.DataFrame, str]:
@@ -57,8 +68,14 @@ def write_table(features: pd.DataFrame, output: Path) -> None:
 
 def featurize(args: argparse.Namespace) -> int:
     """``xenonscale featurize``: a store through the engine, or an in-process table."""
-    if Path(args.output).suffix.lower() in (".parquet", ".csv"):
+    suffix = PurePosixPath(args.output.rstrip("/")).suffix.lower()
+    if suffix in TABLE_SUFFIXES:
         return _featurize_table(args)
+    if suffix not in ("", ".zarr"):
+        raise ConfigError(
+            f"--output {args.output!r}: name a Zarr store (a folder or URL ending in .zarr "
+            f"or with no suffix) or a table ({' or '.join(TABLE_SUFFIXES)})"
+        )
     return _featurize_store(args)
 
 

@@ -38,6 +38,8 @@ from xenonscale.store.writer import create_store, extra_kinds, finalize_store, w
 
 __all__ = ["JobSummary", "featurize_to_store"]
 
+STORE_TITLE = "xenonscale feature store"
+
 
 @dataclass(frozen=True)
 class JobSummary:
@@ -198,7 +200,7 @@ def _load_or_plan(location, source, spec, featurizer, chunk_rows, partition_rows
             f"(featurizers, element table, source or chunking differ): pass --overwrite "
             "to replace it, or write to another store"
         )
-    if location.exists():
+    if location.exists() and not _interrupted_creation(location):
         raise StoreError(
             f"{location.url!r} already holds a Zarr group that xenonscale did not write: "
             "pass --overwrite to replace it"
@@ -207,7 +209,7 @@ def _load_or_plan(location, source, spec, featurizer, chunk_rows, partition_rows
     first = source.read(partitions[0]) if partitions else pd.DataFrame(columns=["id", "input"])
     extras = extra_kinds(first)
     attrs = {
-        "title": "xenonscale feature store",
+        "title": STORE_TITLE,
         "featurizer": spec.to_dict(),
         "featurizer_classes": type(featurizer).__name__,
         "citations": list(getattr(featurizer, "citations", ())),
@@ -238,6 +240,14 @@ def _load_or_plan(location, source, spec, featurizer, chunk_rows, partition_rows
     }
     location.write_json(manifest, *manifest_path)
     return manifest
+
+
+def _interrupted_creation(location: StoreLocation) -> bool:
+    """A store this engine began to create but whose manifest never got written."""
+    import zarr
+
+    attrs = zarr.open_group(location.zarr_store(), mode="r").attrs
+    return attrs.get("title") == STORE_TITLE and attrs.get("complete") is False
 
 
 def _run_pending(pending, source, location, spec, manifest, client, progress, done) -> None:

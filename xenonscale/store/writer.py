@@ -17,7 +17,7 @@ from collections.abc import Mapping
 import numpy as np
 import pandas as pd
 
-from xenonscale.store.layout import FEATURES, StoreLocation
+from xenonscale.store.layout import BOOKKEEPING, FEATURES, StoreLocation
 
 __all__ = ["create_store", "extra_kinds", "finalize_store", "write_region"]
 
@@ -56,7 +56,8 @@ def create_store(
     """Create the group and its empty arrays (``rows`` samples × ``len(labels)``)."""
     import zarr
 
-    group = zarr.open_group(location.zarr_store(), mode="w", zarr_format=3)
+    _clear_except_bookkeeping(location)
+    group = zarr.open_group(location.zarr_store(), mode="a", zarr_format=3)
     chunk = max(1, min(chunk_rows, rows)) if rows else 1
     group.create_array(
         FEATURES,
@@ -125,6 +126,16 @@ def create_store(
                 compressors=_compressor(),
             )
     group.attrs.update({**attrs, "complete": False})
+
+
+def _clear_except_bookkeeping(location: StoreLocation) -> None:
+    """Remove any earlier Zarr content, keeping ``_xenonscale/`` (the running job's lock)."""
+    fs = location.fs
+    if not fs.exists(location.root):
+        return
+    for path in fs.ls(location.root, detail=False):
+        if path.rstrip("/").rsplit("/", 1)[-1] != BOOKKEEPING:
+            fs.rm(path, recursive=True)
 
 
 def _as_text(values: pd.Series) -> np.ndarray:
