@@ -140,3 +140,56 @@ def test_empty_source_gives_an_empty_complete_store(tmp_path, dask_client):
     assert (job.rows, job.featurized, job.errors) == (0, 0, 0)
     assert xenonscale.open_store(store).features.shape[0] == 0
     assert len(xenonscale.read_errors(store)) == 0
+
+
+def test_compression_choices_give_the_same_values(tmp_path, dask_client, data_dir):
+    import zarr
+
+    from xenonscale.errors import ConfigError
+
+    source = str(data_dir / "compositions" / "matbench_steels_yield.csv")
+    kwargs = dict(column="formula", client=dask_client, chunk_rows=100, progress=False)
+    values, codecs = {}, {}
+    for compression in ("lz4", "zstd", "none"):
+        store = str(tmp_path / f"{compression}.zarr")
+        featurize_to_store(source, store, SPEC, compression=compression, **kwargs)
+        values[compression] = xr.open_zarr(store).features.values
+        assert xr.open_zarr(store).attrs["compression"] == compression
+        codecs[compression] = zarr.open_group(store, mode="r")["features"].compressors
+    assert values["lz4"].tobytes() == values["zstd"].tobytes() == values["none"].tobytes()
+    assert codecs["lz4"][0].cname.value == "lz4" and codecs["zstd"][0].cname.value == "zstd"
+    assert codecs["none"] == ()
+    with pytest.raises(ConfigError, match=r"'brotli'.*lz4, zstd, none"):
+        featurize_to_store(source, str(tmp_path / "x.zarr"), SPEC, compression="brotli", **kwargs)
+
+
+def test_a_store_whose_creation_was_interrupted_is_rebuilt(tmp_path, dask_client, data_dir):
+    """A crash after the Zarr group exists but before the manifest: the rerun starts over."""
+    import zarr
+
+    source = str(data_dir / "compositions" / "matbench_steels_yield.csv")
+    store = str(tmp_path / "half.zarr")
+    kwargs = dict(column="formula", client=dask_client, progress=False)
+    reference = featurize_to_store(source, str(tmp_path / "ref.zarr"), SPEC, **kwargs)
+    featurize_to_store(source, store, SPEC, **kwargs)
+    location = StoreLocation(store)
+    location.fs.rm(location.path("_xenonscale"), recursive=True)  # no manifest, no markers
+    zarr.open_group(store, mode="r+").attrs["complete"] = False
+    job = featurize_to_store(source, store, SPEC, **kwargs)
+    assert (job.rows, job.resumed_partitions) == (reference.rows, 0)
+    np.testing.assert_array_equal(
+        xr.open_zarr(store).features.values, xr.open_zarr(str(tmp_path / "ref.zarr")).features
+    )
+    # a Zarr group that xenonscale did not write is never replaced silently
+    foreign = str(tmp_path / "foreign.zarr")
+    zarr.open_group(foreign, mode="w").attrs["title"] = "someone else's data"
+    with pytest.raises(StoreError, match=r"did not write.*--overwrite"):
+        featurize_to_store(source, foreign, SPEC, **kwargs)
+
+
+def test_embedded_workers_run_without_dasks_malloc_trim_threshold(dask_client):
+    """Dask's MALLOC_TRIM_THRESHOLD_=65536 costs page faults per row: not set on our workers."""
+    import os
+
+    seen = set(dask_client.run(lambda: os.environ.get("MALLOC_TRIM_THRESHOLD_")).values())
+    assert seen == {os.environ.get("MALLOC_TRIM_THRESHOLD_")}

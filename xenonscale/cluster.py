@@ -24,6 +24,14 @@ __all__ = ["SCHEDULER_ENV", "close_client", "get_client"]
 
 SCHEDULER_ENV = "DASK_SCHEDULER_ADDRESS"
 
+#: Dask settings for the embedded cluster. Distributed starts workers with
+#: ``MALLOC_TRIM_THRESHOLD_=65536``: glibc then hands freed memory back to the
+#: OS after every batch and takes it again for the next, ~6 minor page faults
+#: per featurized row, almost half of a worker's CPU (bench/README.md). ``None``
+#: leaves glibc's own adaptive threshold. A ``MALLOC_TRIM_THRESHOLD_`` set in
+#: the environment still wins, as in Dask.
+_EMBEDDED_CONFIG = {"distributed.nanny.pre-spawn-environ.MALLOC_TRIM_THRESHOLD_": None}
+
 
 def get_client(
     scheduler: str | None = None,
@@ -54,15 +62,18 @@ def get_client(
                 f"or ${SCHEDULER_ENV}, or leave both unset for an embedded cluster"
             ) from None
     else:
+        import dask
+
         n = workers or max(1, min(os.cpu_count() or 1, 8))
-        cluster = LocalCluster(
-            n_workers=n,
-            threads_per_worker=threads_per_worker,
-            processes=True,
-            host="127.0.0.1",
-            dashboard_address="127.0.0.1:0",
-            memory_limit=memory_limit,
-        )
+        with dask.config.set(_EMBEDDED_CONFIG):
+            cluster = LocalCluster(
+                n_workers=n,
+                threads_per_worker=threads_per_worker,
+                processes=True,
+                host="127.0.0.1",
+                dashboard_address="127.0.0.1:0",
+                memory_limit=memory_limit,
+            )
         client = Client(cluster, timeout=timeout)
     if not quiet:
         link = client.dashboard_link or "(dashboard unavailable: pip install bokeh)"

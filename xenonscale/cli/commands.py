@@ -109,6 +109,7 @@ def _featurize_store(args: argparse.Namespace) -> int:
             column=args.column,
             client=client,
             chunk_rows=args.chunk_rows,
+            compression=args.compression,
             partition_rows=args.partition_rows,
             overwrite=args.overwrite,
             progress=not args.no_progress,

@@ -34,7 +34,13 @@ from xenonscale.errors import ConfigError, FeaturizerError, StoreError
 from xenonscale.featurize.registry import FeaturizerSpec, element_tables
 from xenonscale.sources.base import Partition, Source
 from xenonscale.store.layout import BOOKKEEPING, StoreLocation
-from xenonscale.store.writer import create_store, extra_kinds, finalize_store, write_region
+from xenonscale.store.writer import (
+    COMPRESSIONS,
+    create_store,
+    extra_kinds,
+    finalize_store,
+    write_region,
+)
 
 __all__ = ["JobSummary", "featurize_to_store"]
 
@@ -116,6 +122,7 @@ def featurize_to_store(
     client=None,
     chunk_rows: int = 10_000,
     partition_rows: int = 50_000,
+    compression: str = "lz4",
     overwrite: bool = False,
     progress: bool = True,
     storage_options: dict | None = None,
@@ -139,6 +146,9 @@ def featurize_to_store(
     chunk_rows, partition_rows
         Zarr chunk length along ``sample``; rows per task (rounded up to a
         multiple of ``chunk_rows`` so tasks write whole chunks).
+    compression
+        Blosc codec of the store's arrays: ``lz4`` (fast), ``zstd`` (smaller)
+        or ``none`` (see :data:`xenonscale.store.writer.COMPRESSIONS`).
     overwrite
         Replace a store built with a different spec (otherwise refused).
     """
@@ -147,6 +157,10 @@ def featurize_to_store(
     if partition_rows < 1:
         raise ConfigError(f"--partition-rows {partition_rows!r}: use a positive number of rows")
     spec.validate()
+    if compression not in COMPRESSIONS:
+        raise ConfigError(
+            f"--compression {compression!r} is unknown: use one of {', '.join(COMPRESSIONS)}"
+        )
     featurizer = _featurizer(spec)  # fail fast on bad arguments, before any work
     if not isinstance(source, Source):
         from xenonscale.sources import open_source
@@ -161,7 +175,9 @@ def featurize_to_store(
         location.fs.rm(location.root, recursive=True)
     location.fs.makedirs(location.root, exist_ok=True)
     with JobLock(location):
-        manifest = _load_or_plan(location, source, spec, featurizer, chunk_rows, partition_rows)
+        manifest = _load_or_plan(
+            location, source, spec, featurizer, chunk_rows, partition_rows, compression
+        )
         partitions = [Partition(**p) for p in manifest["partitions"]]
         done = done_markers(location)
         pending = [p for p in partitions if p.index not in done]
@@ -178,7 +194,9 @@ def _check_not_locked(location: StoreLocation) -> None:
         lock.acquire()  # raises StoreLockedError with the holder's details
 
 
-def _load_or_plan(location, source, spec, featurizer, chunk_rows, partition_rows) -> dict:
+def _load_or_plan(
+            location, source, spec, featurizer, chunk_rows, partition_rows, compression
+        ) -> dict:
     tables = element_tables(featurizer)
     identity = {
         "featurizer": spec.to_dict(),
@@ -188,6 +206,7 @@ def _load_or_plan(location, source, spec, featurizer, chunk_rows, partition_rows
         "source_fingerprint": source.fingerprint(),
         "chunk_rows": chunk_rows,
         "partition_rows": partition_rows,
+        "compression": compression,
     }
     digest = spec_hash(identity)
     manifest_path = (BOOKKEEPING, "manifest.json")
@@ -219,6 +238,7 @@ def _load_or_plan(location, source, spec, featurizer, chunk_rows, partition_rows
         "source_fingerprint": source.fingerprint(),
         "rows": total,
         "chunk_rows": chunk_rows,
+        "compression": compression,
         "versions": _versions(),
         "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
     }
@@ -229,6 +249,7 @@ def _load_or_plan(location, source, spec, featurizer, chunk_rows, partition_rows
         extras=extras,
         chunk_rows=chunk_rows,
         attrs=attrs,
+        compression=compression,
     )
     manifest = {
         "spec_hash": digest,

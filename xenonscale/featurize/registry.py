@@ -179,3 +179,8 @@ def element_tables(featurizer) -> list:
         return list(featurizer.tables)
     table = getattr(featurizer, "table", None)
     return [table] if table is not None else []
+
+
+# Structure and molecule featurizers register themselves when imported (their
+# heavy dependencies, pymatgen and RDKit, load lazily inside them).
+from xenonscale.featurize import molecules, structures  # noqa: E402, F401

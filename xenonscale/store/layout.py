@@ -3,7 +3,7 @@
 ::
 
     STORE/                      Zarr v3 group; attrs = provenance
-      features  [sample, feature] float32, chunked along sample, Blosc-zstd
+      features  [sample, feature] float32, chunked along sample, Blosc (lz4 or zstd)
       feature   [feature]          the labels (coordinate)
       sample    [sample]           0-based source row (coordinate)
       ok        [sample]           bool: featurized without error

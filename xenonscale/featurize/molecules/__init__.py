@@ -1,0 +1,1 @@
+"""Molecule featurizers (placeholder: filled in by the molecules work)."""

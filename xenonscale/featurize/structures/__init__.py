@@ -1,0 +1,1 @@
+"""Crystal-structure featurizers (placeholder: filled in by the structures work)."""
