@@ -71,3 +71,118 @@ def dask_client():
     client = get_client(workers=2, quiet=True)
     yield client
     close_client(client)
+
+
+# -- PostgreSQL: a throwaway server for catalog tests (zoo, tuning) ----------------------
+
+POSTGRES_BIN_GLOB = "/usr/lib/postgresql/*/bin"
+
+
+def _postgres_bin() -> Path | None:
+    """The folder holding initdb/pg_ctl (``$XENONSCALE_PG_BIN``, Debian layout, or PATH)."""
+    import glob
+    import shutil
+
+    candidates = [os.environ.get("XENONSCALE_PG_BIN", "")]
+    candidates += sorted(
+        glob.glob(POSTGRES_BIN_GLOB),
+        key=lambda p: int(Path(p).parent.name) if Path(p).parent.name.isdigit() else 0,
+        reverse=True,
+    )
+    found = shutil.which("initdb")
+    candidates.append(str(Path(found).parent) if found else "")
+    for folder in filter(None, candidates):
+        tools = [Path(folder) / tool for tool in ("initdb", "pg_ctl", "pg_isready", "createdb")]
+        if all(tool.is_file() for tool in tools):
+            return Path(folder)
+    return None
+
+
+@pytest.fixture(scope="session")
+def postgres_url():
+    """A PostgreSQL server on 127.0.0.1 (a free port) for the session; yields a SQLAlchemy URL.
+
+    ``postgresql+psycopg://postgres@127.0.0.1:PORT/xenonscale_test`` (trust
+    authentication, fsync off: a test server). initdb refuses root, so as
+    root the server runs as the ``postgres`` user (``runuser``) in a temporary
+    folder it owns. Every step is bounded in time; the server is stopped with
+    ``pg_ctl stop -m immediate`` and the folder deleted at the end. Skipped
+    when the PostgreSQL server binaries are not installed.
+    """
+    import shutil
+    import socket
+    import subprocess
+    import tempfile
+    import time
+
+    bin_dir = _postgres_bin()
+    if bin_dir is None:
+        pytest.skip(
+            f"PostgreSQL server binaries (initdb, pg_ctl) not found in {POSTGRES_BIN_GLOB} or "
+            "PATH: install postgresql (apt-get install postgresql) or set XENONSCALE_PG_BIN"
+        )
+    prefix: list[str] = []
+    folder = Path(tempfile.mkdtemp(prefix="xenonscale-pg-"))
+    if os.geteuid() == 0:
+        import pwd
+
+        try:
+            user = pwd.getpwnam("postgres")
+        except KeyError:
+            shutil.rmtree(folder, ignore_errors=True)
+            pytest.skip("running as root and there is no 'postgres' user to run the server as")
+        if not shutil.which("runuser"):
+            shutil.rmtree(folder, ignore_errors=True)
+            pytest.skip("running as root and `runuser` is missing (needed to run as postgres)")
+        os.chown(folder, user.pw_uid, user.pw_gid)
+        prefix = ["runuser", "-u", "postgres", "--"]
+    data, log = folder / "data", folder / "server.log"
+
+    def run(*command: str, timeout: float = 60) -> subprocess.CompletedProcess:
+        return subprocess.run(
+            [*prefix, str(bin_dir / command[0]), *command[1:]],
+            cwd=folder,
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+            check=False,
+        )
+
+    def fail(step: str, result: subprocess.CompletedProcess | None = None) -> None:
+        details = (result.stdout + result.stderr) if result is not None else ""
+        server_log = log.read_text()[-3000:] if log.exists() else ""
+        pytest.fail(f"PostgreSQL test server: {step} failed\n{details}\n{server_log}")
+
+    started = False
+    try:
+        result = run("initdb", "-D", str(data), "-U", "postgres", "-A", "trust", "-E", "UTF8",
+                     "--no-sync", timeout=120)  # fmt: skip
+        if result.returncode:
+            fail("initdb", result)
+        for _attempt in range(3):  # the free port may be taken before the server binds it
+            with socket.socket() as probe:
+                probe.bind(("127.0.0.1", 0))
+                port = probe.getsockname()[1]
+            options = f"-h 127.0.0.1 -p {port} -k {folder} -c fsync=off -c max_connections=60"
+            result = run("pg_ctl", "-D", str(data), "-l", str(log), "-o", options, "-w",
+                         "-t", "60", "start", timeout=90)  # fmt: skip
+            started = result.returncode == 0
+            if started:
+                break
+        if not started:
+            fail("pg_ctl start", result)
+        deadline = time.monotonic() + 30
+        while run("pg_isready", "-h", "127.0.0.1", "-p", str(port), timeout=10).returncode:
+            if time.monotonic() > deadline:
+                fail("pg_isready (not ready after 30 s)")
+            time.sleep(0.2)
+        result = run("createdb", "-h", "127.0.0.1", "-p", str(port), "-U", "postgres",
+                     "xenonscale_test", timeout=30)  # fmt: skip
+        if result.returncode:
+            fail("createdb", result)
+        yield f"postgresql+psycopg://postgres@127.0.0.1:{port}/xenonscale_test"
+    finally:
+        if started:
+            run("pg_ctl", "-D", str(data), "-m", "immediate", "-w", "-t", "30", "stop",
+                timeout=60)  # fmt: skip
+        shutil.rmtree(folder, ignore_errors=True)

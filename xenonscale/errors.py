@@ -19,7 +19,14 @@ __all__ = [
     "ElementTableError",
     "FeaturizerError",
     "FormulaError",
+    "ModelNotFoundError",
+    "SourceError",
+    "StoreError",
+    "StoreLockedError",
     "XenonscaleError",
+    "ZooError",
+    "ZooIntegrityError",
+    "ZooMismatchError",
 ]
 
 
@@ -65,3 +72,19 @@ class StoreLockedError(StoreError):
 
 class SourceError(XenonscaleError):
     """A source cannot be opened or planned (missing file, unknown format)."""
+
+
+class ZooError(XenonscaleError):
+    """The model zoo cannot do what was asked (catalog, artifacts or archive problem)."""
+
+
+class ModelNotFoundError(ZooError, LookupError):
+    """No model (or no such version) under that name in the zoo."""
+
+
+class ZooIntegrityError(ZooError):
+    """A zoo file does not match the sha256 recorded for it (tampered or corrupt)."""
+
+
+class ZooMismatchError(ZooError):
+    """A zoo model's featurizer or element tables differ from those it was trained with."""

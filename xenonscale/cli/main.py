@@ -74,6 +74,12 @@ def _parser() -> argparse.ArgumentParser:
     demo.add_argument("--rows", type=int, default=None, help="limit the number of formulas")
     demo.add_argument("--output", default="demo-output", help="output folder")
     demo.add_argument("--workers", type=int, default=2, help="embedded cluster workers")
+
+    # Commands in their own modules add their parsers and set ``handler``.
+    from xenonscale.cli import train, zoo
+
+    for module in (train, zoo):
+        module.add_parser(sub)
     return parser
 
 
@@ -82,7 +88,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     from xenonscale.cli import commands
 
-    handler = {
+    handler = getattr(args, "handler", None) or {
         "featurize": commands.featurize,
         "datasets": commands.datasets,
         "elements": commands.elements,

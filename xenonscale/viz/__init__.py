@@ -11,5 +11,6 @@ Examples
 """
 
 from xenonscale.viz.heatmap import HeatmapInfo, descriptor_group, descriptor_heatmap
+from xenonscale.viz.training import learning_curve, parity_plot
 
-__all__ = ["HeatmapInfo", "descriptor_group", "descriptor_heatmap"]
+__all__ = ["HeatmapInfo", "descriptor_group", "descriptor_heatmap", "learning_curve", "parity_plot"]

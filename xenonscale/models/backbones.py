@@ -1,0 +1,184 @@
+"""Plain ``nn.Module`` backbones and the portable property model that wraps them.
+
+A :class:`PropertyModel` is everything needed to go from a raw feature vector
+to a prediction in the target's units: input standardization (fitted on the
+training split), a backbone (:class:`MLP`, like XenonPy's ``SequentialLinear``)
+and the inverse target standardization. Its :attr:`~PropertyModel.config` is
+JSON and its ``state_dict()`` holds only tensors, so a model is saved as a
+JSON card plus a safetensors file and rebuilt with
+:meth:`PropertyModel.from_config` — no pickle anywhere.
+
+Examples
+--------
+>>> import torch
+>>> from xenonscale.models.backbones import PropertyModel
+>>> model = PropertyModel.from_config(
+...     {"in_features": 4, "out_features": 1, "hidden": [8, 4], "dropout": 0.0}
+... )
+>>> model(torch.zeros(2, 4)).shape
+torch.Size([2, 1])
+>>> [h.shape[1] for h in model.hidden_features(torch.zeros(2, 4))]
+[8, 4]
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch
+from torch import nn
+
+from xenonscale.errors import ConfigError
+
+__all__ = ["ACTIVATIONS", "MLP", "PropertyModel", "Standardize", "mlp_config"]
+
+ACTIVATIONS = {
+    "relu": nn.ReLU,
+    "leaky_relu": nn.LeakyReLU,
+    "elu": nn.ELU,
+    "gelu": nn.GELU,
+    "silu": nn.SiLU,
+    "tanh": nn.Tanh,
+    "softplus": nn.Softplus,
+}
+
+_DEFAULTS = {
+    "hidden": [512, 256, 128],
+    "dropout": 0.1,
+    "batch_norm": True,
+    "activation": "relu",
+}
+
+
+def mlp_config(in_features: int, out_features: int = 1, **options) -> dict:
+    """A complete, validated MLP config (defaults filled in)."""
+    unknown = sorted(set(options) - set(_DEFAULTS))
+    if unknown:
+        raise ConfigError(f"unknown MLP option(s) {unknown}: use {sorted(_DEFAULTS)}")
+    config = {"in_features": int(in_features), "out_features": int(out_features)}
+    config |= {key: options.get(key, default) for key, default in _DEFAULTS.items()}
+    config["hidden"] = [int(width) for width in config["hidden"]]
+    if config["in_features"] < 1 or config["out_features"] < 1:
+        raise ConfigError(f"MLP needs ≥ 1 input and output feature, got {config}")
+    if not config["hidden"] or min(config["hidden"]) < 1:
+        raise ConfigError(f"hidden={config['hidden']!r}: give ≥ 1 positive layer width")
+    if not 0.0 <= float(config["dropout"]) < 1.0:
+        raise ConfigError(f"dropout={config['dropout']!r}: use a value in [0, 1)")
+    if config["activation"] not in ACTIVATIONS:
+        raise ConfigError(
+            f"activation={config['activation']!r}: use one of {', '.join(sorted(ACTIVATIONS))}"
+        )
+    return config
+
+
+class MLP(nn.Module):
+    """Fully connected layers: (Linear → [BatchNorm] → activation → [Dropout]) × depth → Linear.
+
+    Each hidden block's output is reachable through :meth:`hidden_features`
+    (what transfer learning freezes and reuses).
+    """
+
+    def __init__(
+        self,
+        in_features: int,
+        out_features: int,
+        hidden: Sequence[int] = (512, 256, 128),
+        dropout: float = 0.1,
+        batch_norm: bool = True,
+        activation: str = "relu",
+    ):
+        super().__init__()
+        blocks = []
+        width = in_features
+        for size in hidden:
+            layers: list[nn.Module] = [nn.Linear(width, size)]
+            if batch_norm:
+                layers.append(nn.BatchNorm1d(size))
+            layers.append(ACTIVATIONS[activation]())
+            if dropout:
+                layers.append(nn.Dropout(dropout))
+            blocks.append(nn.Sequential(*layers))
+            width = size
+        self.blocks = nn.ModuleList(blocks)
+        self.head = nn.Linear(width, out_features)
+
+    def hidden_features(self, x: torch.Tensor) -> list[torch.Tensor]:
+        """The output of every hidden block, first to last."""
+        out = []
+        for block in self.blocks:
+            x = block(x)
+            out.append(x)
+        return out
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        for block in self.blocks:
+            x = block(x)
+        return self.head(x)
+
+
+class Standardize(nn.Module):
+    """``(x - mean) / std`` clipped to ``±clip``; NaN inputs become 0 (the mean).
+
+    The clip matters for descriptors that are almost constant: ``min:gs_mag_moment``
+    is 0 for nearly every training compound, so one magnetic compound scores
+    z ≈ 3×10⁵ and, unclipped, its prediction is off by hundreds of eV.
+    """
+
+    def __init__(self, features: int, clip: float = 10.0):
+        super().__init__()
+        self.clip = float(clip)
+        self.register_buffer("mean", torch.zeros(features))
+        self.register_buffer("std", torch.ones(features))
+
+    def fit(self, mean: torch.Tensor, std: torch.Tensor) -> Standardize:
+        std = torch.where(std > 0, std, torch.ones_like(std))
+        self.mean.copy_(mean)
+        self.std.copy_(std)
+        return self
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        z = torch.nan_to_num((x - self.mean) / self.std, nan=0.0, posinf=0.0, neginf=0.0)
+        return z.clamp(-self.clip, self.clip)
+
+
+class PropertyModel(nn.Module):
+    """Input standardization → backbone → target scale; portable (see the module docstring).
+
+    ``forward`` returns predictions in the target's units; ``forward_scaled``
+    returns them in standardized units (what the loss sees).
+    """
+
+    def __init__(self, config: dict):
+        super().__init__()
+        options = {k: v for k, v in config.items() if k != "input_clip"}
+        clip = float(config.get("input_clip", 10.0))
+        if not clip > 0:
+            raise ConfigError(f"input_clip={clip!r}: use a positive bound (standard deviations)")
+        self.config = mlp_config(**options) | {"input_clip": clip}
+        self.inputs = Standardize(self.config["in_features"], clip)
+        self.backbone = MLP(**options | {k: self.config[k] for k in _DEFAULTS})
+        self.register_buffer("target_mean", torch.zeros(self.config["out_features"]))
+        self.register_buffer("target_std", torch.ones(self.config["out_features"]))
+
+    @classmethod
+    def from_config(cls, config: dict) -> PropertyModel:
+        return cls(config)
+
+    def fit_scaling(self, x_mean, x_std, y_mean, y_std) -> PropertyModel:
+        """Set input and target statistics (from the training split only)."""
+        as_tensor = lambda v: torch.as_tensor(v, dtype=torch.float32).reshape(-1)  # noqa: E731
+        self.inputs.fit(as_tensor(x_mean), as_tensor(x_std))
+        y_std = as_tensor(y_std)
+        self.target_mean.copy_(as_tensor(y_mean))
+        self.target_std.copy_(torch.where(y_std > 0, y_std, torch.ones_like(y_std)))
+        return self
+
+    def forward_scaled(self, x: torch.Tensor) -> torch.Tensor:
+        return self.backbone(self.inputs(x))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.forward_scaled(x) * self.target_std + self.target_mean
+
+    def hidden_features(self, x: torch.Tensor) -> list[torch.Tensor]:
+        """Hidden-layer activations (block outputs) for raw features ``x``."""
+        return self.backbone.hidden_features(self.inputs(x))

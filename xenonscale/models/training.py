@@ -1,0 +1,339 @@
+"""Train a property model from a FeatureStore with Lightning; save it; register it in the zoo.
+
+:func:`train_model` is what ``xenonscale train`` runs: a
+:class:`~xenonscale.models.data.StoreDataModule`, an MLP
+:class:`~xenonscale.models.backbones.PropertyModel`, a Lightning ``Trainer``
+(any accelerator, devices and strategy: DDP on GPUs in production,
+``ddp_spawn`` on CPU in tests) with early stopping. The best weights are kept
+as safetensors by :class:`BestWeights` (Lightning's own checkpoints are
+pickles: not used), the per-epoch history as JSON by :class:`History`.
+Afterwards the best model is evaluated on the validation (and test) split,
+and the learning curve and parity plot are saved beside it.
+
+Examples
+--------
+>>> from xenonscale.models.training import train_model
+>>> result = train_model("oqmd.zarr", "target", name="oqmd-hf", max_epochs=50)  # doctest: +SKIP
+>>> result.metrics["val"]["mae"]  # doctest: +SKIP
+0.081
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import importlib.metadata as metadata
+import json
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import lightning as L
+import numpy as np
+import torch
+
+from xenonscale.errors import ConfigError
+from xenonscale.models.backbones import PropertyModel, mlp_config
+from xenonscale.models.data import StoreDataModule
+from xenonscale.models.metrics import regression_metrics
+from xenonscale.models.module import PropertyRegressor
+
+__all__ = [
+    "BestWeights",
+    "CpuThreads",
+    "History",
+    "TrainResult",
+    "predict_array",
+    "store_fingerprint",
+    "train_model",
+]
+
+WEIGHTS = "weights.safetensors"
+
+
+class BestWeights(L.Callback):
+    """Save the model's weights (safetensors) whenever ``monitor`` improves (rank 0 only)."""
+
+    def __init__(self, path: str | Path, monitor: str = "val_mae"):
+        self.path = Path(path)
+        self.monitor = monitor
+        self.best = float("inf")
+
+    def on_validation_end(self, trainer: L.Trainer, module: PropertyRegressor) -> None:
+        if trainer.sanity_checking:
+            return
+        value = trainer.callback_metrics.get(self.monitor)
+        if value is None or not float(value) < self.best:
+            return
+        self.best = float(value)
+        if trainer.is_global_zero:
+            from safetensors.torch import save_file
+
+            state = {k: v.detach().cpu().contiguous() for k, v in module.model.state_dict().items()}
+            save_file(state, str(self.path))
+
+
+class History(L.Callback):
+    """Append each epoch's logged metrics to a JSON list (rank 0 only)."""
+
+    def __init__(self, path: str | Path):
+        self.path = Path(path)
+        self.rows: list[dict] = []
+
+    def on_train_epoch_end(self, trainer: L.Trainer, module: L.LightningModule) -> None:
+        row = {"epoch": trainer.current_epoch}
+        row |= {k: float(v) for k, v in trainer.callback_metrics.items() if v.numel() == 1}
+        row["lr"] = float(trainer.optimizers[0].param_groups[0]["lr"])
+        self.rows.append(row)
+        if trainer.is_global_zero:
+            self.path.write_text(json.dumps(self.rows, indent=1))
+
+
+class CpuThreads(L.Callback):
+    """Share the cores among CPU processes (DDP on CPU): torch threads = cores // processes.
+
+    Without it each of N processes starts one thread per core, N× oversubscribed.
+    """
+
+    def setup(self, trainer: L.Trainer, module: L.LightningModule, stage: str) -> None:
+        import os
+
+        if trainer.world_size > 1 and module.device.type == "cpu":
+            torch.set_num_threads(max(1, (os.cpu_count() or 1) // trainer.world_size))
+
+
+@dataclass
+class TrainResult:
+    """What :func:`train_model` produced: the model, its card, metrics and files."""
+
+    model: PropertyModel
+    card: dict
+    metrics: dict
+    output: Path
+    files: dict[str, Path] = field(default_factory=dict)
+    ref: str | None = None
+
+
+def store_fingerprint(attrs: dict) -> str:
+    """A short hash of what a store was built from (source, featurizer, tables, creation)."""
+    keys = ("source_fingerprint", "featurizer", "element_tables", "rows", "created")
+    text = json.dumps({k: attrs.get(k) for k in keys}, sort_keys=True, default=str)
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+def predict_array(model: PropertyModel, x: np.ndarray, batch_size: int = 65_536) -> np.ndarray:
+    """Predictions in target units for a float32 feature matrix (eval mode, no grad)."""
+    model.eval()
+    out = np.empty((len(x), model.config["out_features"]), dtype=np.float32)
+    with torch.no_grad():
+        for lo in range(0, len(x), batch_size):
+            chunk = torch.from_numpy(np.ascontiguousarray(x[lo : lo + batch_size], np.float32))
+            out[lo : lo + batch_size] = model(chunk).numpy()
+    return out
+
+
+def _versions() -> dict[str, str]:
+    out = {}
+    for dist in ("xenonscale", "torch", "lightning", "numpy", "zarr"):
+        with contextlib.suppress(metadata.PackageNotFoundError):
+            out[dist] = metadata.version(dist)
+    return out
+
+
+def train_model(
+    store: str,
+    targets: str | list[str] = "target",
+    *,
+    name: str | None = None,
+    zoo=None,
+    output: str | Path | None = None,
+    units: dict[str, str] | None = None,
+    hidden: list[int] | tuple[int, ...] = (512, 256, 128),
+    dropout: float = 0.1,
+    batch_norm: bool = True,
+    activation: str = "relu",
+    loss: str = "mae",
+    lr: float = 1e-3,
+    weight_decay: float = 1e-5,
+    scheduler: str = "plateau",
+    batch_size: int = 256,
+    max_epochs: int = 100,
+    patience: int = 12,
+    accelerator: str = "auto",
+    devices: int | str = 1,
+    strategy: str = "auto",
+    seed: int = 0,
+    data: StoreDataModule | None = None,
+    data_options: dict | None = None,
+    callbacks: list | None = None,
+    progress: bool = True,
+    register: bool = True,
+    storage_options: dict | None = None,
+) -> TrainResult:
+    """Train, evaluate, plot, save and (with ``name``) register a model (module docstring).
+
+    ``zoo`` is a :class:`xenonscale.zoo.Zoo` or its location (default: the
+    default zoo). ``data_options`` go to :class:`StoreDataModule` (split,
+    fractions, outliers, ...). ``output`` defaults to ``./models/NAME``.
+    Returns a :class:`TrainResult` whose ``ref`` is ``NAME@VERSION`` when
+    registered.
+    """
+    if strategy == "ddp" and _under_pytest():
+        raise ConfigError(
+            "strategy='ddp' re-executes the running script; under pytest use 'ddp_spawn'"
+        )
+    L.seed_everything(seed, workers=True, verbose=False)
+    data = data or StoreDataModule(
+        store,
+        targets,
+        batch_size=batch_size,
+        seed=seed,
+        storage_options=storage_options,
+        **(data_options or {}),
+    )
+    data.setup("fit")
+    target_names = data.targets
+    config = mlp_config(
+        data.n_features,
+        len(target_names),
+        hidden=list(hidden),
+        dropout=dropout,
+        batch_norm=batch_norm,
+        activation=activation,
+    )
+    model = PropertyModel(config).fit_scaling(
+        data.feature_mean, data.feature_std, data.target_mean, data.target_std
+    )
+    output = Path(output or Path("models") / (name or "model"))
+    output.mkdir(parents=True, exist_ok=True)
+    weights, history = output / WEIGHTS, output / "history.json"
+    weights.unlink(missing_ok=True)
+    module = PropertyRegressor(
+        model, targets=target_names, loss=loss, lr=lr, weight_decay=weight_decay,
+        scheduler=scheduler,
+    )  # fmt: skip
+    trainer = L.Trainer(
+        max_epochs=max_epochs,
+        accelerator=accelerator,
+        devices=devices,
+        strategy=strategy,
+        callbacks=[
+            L.pytorch.callbacks.EarlyStopping("val_mae", patience=patience, mode="min"),
+            BestWeights(weights),
+            History(history),
+            CpuThreads(),
+            *(callbacks or []),
+        ],
+        enable_checkpointing=False,
+        logger=False,
+        enable_progress_bar=progress,
+        enable_model_summary=False,
+        deterministic=False,
+        default_root_dir=str(output),
+    )
+    started = time.perf_counter()
+    trainer.fit(module, datamodule=data)
+    seconds = time.perf_counter() - started
+    if not weights.exists():
+        raise ConfigError(f"training produced no validation score: is the validation split empty? "
+                          f"(counts {data.counts})")  # fmt: skip
+    from safetensors.torch import load_file
+
+    model.load_state_dict(load_file(str(weights)))
+    rows = json.loads(history.read_text()) if history.exists() else []
+    metrics, predictions = _evaluate(model, data, target_names)
+    files = _plots(output, rows, predictions, target_names, units or {}, name or "model")
+    card = _card(data, config, target_names, units, metrics, rows, seconds, locals_=dict(
+        loss=loss, lr=lr, weight_decay=weight_decay, scheduler=scheduler, batch_size=batch_size,
+        max_epochs=max_epochs, patience=patience, accelerator=accelerator, devices=devices,
+        strategy=strategy, seed=seed, dropout=dropout,
+    ))  # fmt: skip
+    (output / "card.json").write_text(json.dumps(card, indent=1, default=str))
+    result = TrainResult(model=model, card=card, metrics=metrics, output=output, files=files)
+    if register and name:
+        from xenonscale.zoo import Zoo
+
+        zoo = zoo if isinstance(zoo, Zoo) else Zoo(zoo)
+        ref = zoo.register(name, model, card, files=dict(files))
+        result.ref = str(ref)
+    return result
+
+
+def _under_pytest() -> bool:
+    import sys
+
+    return "pytest" in sys.modules
+
+
+def _evaluate(model, data, targets) -> tuple[dict, dict]:
+    metrics, predictions = {}, {}
+    for split in ("val", "test"):
+        if not data.counts.get(split):
+            continue
+        x, y = data.arrays(split)
+        pred = predict_array(model, x)
+        predictions[split] = (y, pred)
+        per_target = {t: regression_metrics(y[:, i], pred[:, i]) for i, t in enumerate(targets)}
+        metrics[split] = per_target[targets[0]] if len(targets) == 1 else per_target
+    return metrics, predictions
+
+
+def _plots(output: Path, history, predictions, targets, units, name) -> dict[str, Path]:
+    from xenonscale.viz.training import learning_curve, parity_plot
+
+    files = {}
+    if history:
+        path = output / "learning_curve.png"
+        learning_curve(history, title=name).savefig(path, dpi=110)
+        files[path.name] = path
+    if "val" in predictions:
+        y, pred = predictions["val"]
+        for i, target in enumerate(targets):
+            label = f"{target} ({units[target]})" if target in units else target
+            path = output / ("parity.png" if len(targets) == 1 else f"parity_{target}.png")
+            parity_plot(y[:, i], pred[:, i], label=label, title=f"{name}: validation").savefig(
+                path, dpi=110
+            )
+            files[path.name] = path
+    return files
+
+
+def _card(data, config, targets, units, metrics, history, seconds, locals_) -> dict:
+    attrs = data.store_attrs
+    best = min(history, key=lambda r: r.get("val_mae", np.inf)) if history else {}
+    return {
+        "model": config,
+        "featurizer": attrs.get("featurizer"),
+        "element_tables": attrs.get("element_tables"),
+        "feature_labels": data.labels,
+        "targets": targets,
+        "units": units or {},
+        "training_data": {
+            "store": data.store,
+            "store_fingerprint": store_fingerprint(attrs),
+            "source": attrs.get("source"),
+            "source_fingerprint": attrs.get("source_fingerprint"),
+            "rows": attrs.get("rows"),
+        },
+        "split": {
+            "method": data.split,
+            "seed": data.seed,
+            "val_fraction": data.val_fraction,
+            "test_fraction": data.test_fraction,
+            "folds": data.folds,
+            "fold": data.fold,
+            "group_by": data.group_by if data.split == "group" else None,
+            "outliers": data.outliers,
+            "outlier_z": data.outlier_z,
+            "outlier_bounds": [np.asarray(b).tolist() for b in data.bounds],
+            "counts": data.counts,
+        },
+        "metrics": metrics,
+        "training": {
+            **locals_,
+            "epochs": len(history),
+            "best_epoch": best.get("epoch"),
+            "seconds": round(seconds, 2),
+        },
+        "versions": _versions(),
+    }

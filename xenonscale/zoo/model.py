@@ -1,0 +1,183 @@
+"""A loaded zoo model: predicts from features, or from raw inputs through its featurizer.
+
+Examples
+--------
+>>> import xenonscale.zoo
+>>> model = xenonscale.zoo.load("steels-yield")  # doctest: +SKIP
+>>> frame = model.predict(["Fe2O3", "NaCl", "Xx2"])  # doctest: +SKIP
+>>> frame.attrs["errors"]  # doctest: +SKIP
+[{'row': 2, 'input': 'Xx2', 'error': "unknown element 'Xx'"}]
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable, Sequence
+
+import numpy as np
+import pandas as pd
+import torch
+
+from xenonscale.errors import ConfigError, ZooError, ZooMismatchError
+from xenonscale.featurize.base import errors_frame
+from xenonscale.zoo.refs import ModelRef
+
+__all__ = ["ZooModel"]
+
+
+class ZooModel:
+    """A registered model version, ready to predict (see :meth:`Zoo.load`).
+
+    Attributes
+    ----------
+    ref : ModelRef
+        ``name@version``.
+    card : dict
+        The model card.
+    model : PropertyModel
+        The network in eval mode (CPU).
+    errors_ : pandas.DataFrame
+        ``row``, ``input``, ``error`` of the inputs the last :meth:`predict` could
+        not featurize (empty before the first call).
+    """
+
+    #: Rows per forward pass.
+    batch_rows = 65_536
+
+    def __init__(
+        self,
+        ref: ModelRef,
+        card: dict,
+        model,
+        files: Sequence[str] = (),
+        read_file: Callable[[str], bytes] | None = None,
+    ):
+        self.ref = ref
+        self.card = card
+        self.model = model.eval()
+        self.files = list(files)
+        self._read_file = read_file
+        self._featurizer = None
+        self.errors_ = errors_frame([])
+
+    def __repr__(self) -> str:
+        return f"ZooModel({str(self.ref)!r}, targets={self.targets})"
+
+    @property
+    def targets(self) -> list[str]:
+        return list(self.card["targets"])
+
+    def read_file(self, name: str) -> bytes:
+        """An extra file of this version (a plot), checked against its recorded sha256."""
+        if name not in self.files or self._read_file is None:
+            raise ConfigError(f"{self.ref} has no file {name!r}; files: {self.files}")
+        return self._read_file(name)
+
+    def predict_features(self, x: np.ndarray) -> np.ndarray:
+        """Predictions ``float32[n, targets]`` in the targets' units from ``float32[n, in]``.
+
+        Batched, without gradients; NaN features count as the training mean.
+        """
+        x = np.asarray(x, dtype=np.float32)
+        width = self.model.config["in_features"]
+        if x.ndim != 2 or x.shape[1] != width:
+            raise ConfigError(
+                f"features of shape {x.shape}: {self.ref} needs a 2-D array with {width} "
+                "columns (one row per sample)"
+            )
+        out = np.empty((x.shape[0], self.model.config["out_features"]), dtype=np.float32)
+        with torch.inference_mode():
+            for start in range(0, x.shape[0], self.batch_rows):
+                stop = start + self.batch_rows
+                out[start:stop] = self.model(torch.from_numpy(x[start:stop])).numpy()
+        return out
+
+    @property
+    def featurizer(self):
+        """The featurizer of the card (built once, checked against the card)."""
+        if self._featurizer is None:
+            self._featurizer = self._build_featurizer()
+        return self._featurizer
+
+    def _build_featurizer(self):
+        from xenonscale.featurize.registry import element_tables
+        from xenonscale.zoo.card import featurizer_spec
+
+        if self.card.get("featurizer") is None:
+            raise ZooError(
+                f"{self.ref} was trained on arbitrary features (its card has no featurizer): "
+                "compute them yourself and call predict_features(x)"
+            )
+        spec = featurizer_spec(self.card["featurizer"])
+        featurizer = dataclasses.replace(spec, on_error="record").build()
+        labels = [str(label) for label in featurizer.labels]
+        expected = self.card.get("feature_labels")
+        if expected is not None and labels != expected:
+            first = next(
+                (i for i, (a, b) in enumerate(zip(labels, expected, strict=False)) if a != b),
+                min(len(labels), len(expected)),
+            )
+            raise ZooMismatchError(
+                f"{self.ref}: featurizer {spec.names} now gives {len(labels)} labels, the model "
+                f"was trained on {len(expected)}; first difference at column {first} "
+                f"({_at(labels, first)!r} vs {_at(expected, first)!r}): install the xenonscale "
+                f"version in the card ({self.card.get('versions', {}).get('xenonscale')}) or "
+                "retrain"
+            )
+        if len(labels) != self.model.config["in_features"]:
+            raise ZooMismatchError(
+                f"{self.ref}: featurizer {spec.names} gives {len(labels)} features, the model "
+                f"takes {self.model.config['in_features']}: the card's featurizer is wrong"
+            )
+        recorded = self.card.get("element_tables")
+        if recorded is not None:
+            tables = element_tables(featurizer)
+            found = [t.sha256 for t in tables]
+            wanted = [t["sha256"] for t in recorded]
+            if found != wanted:
+                names = [t.name for t in tables]
+                raise ZooMismatchError(
+                    f"{self.ref}: element table(s) {names} have sha256 {found}, the model was "
+                    f"trained with {recorded}: use the same element table (the same "
+                    f"{spec.elements!r} preset and data files) or retrain"
+                )
+        return featurizer
+
+    def predict(self, raw_inputs: Sequence[object]) -> pd.DataFrame:
+        """Featurize ``raw_inputs`` (formulas, structures, SMILES) and predict.
+
+        Returns one float64 column per target, one row per input (in order; a
+        pandas Series keeps its index); rows whose input could not be featurized
+        are NaN and listed in :attr:`errors_` and ``frame.attrs["errors"]``
+        (``row`` is the 0-based position, ``input``, ``error``).
+        Raises :class:`ZooMismatchError` if the featurizer or its element tables
+        differ from the training ones recorded in the card.
+        """
+        if isinstance(raw_inputs, str):
+            raise ConfigError(
+                f"predict({raw_inputs!r}): pass a list of inputs, e.g. [{raw_inputs!r}]"
+            )
+        inputs = list(raw_inputs)
+        featurizer = self.featurizer
+        values = np.full((len(inputs), len(self.targets)), np.nan)
+        errors = []
+        for start in range(0, len(inputs), self.batch_rows):
+            chunk = inputs[start : start + self.batch_rows]
+            batch = featurizer.featurize_batch(chunk)
+            ok = np.asarray(batch.ok, dtype=bool)
+            if ok.any():
+                predicted = self.predict_features(np.asarray(batch.values)[ok])
+                values[start + np.flatnonzero(ok)] = predicted
+            errors.extend(
+                type(error)(start + error.row, error.input, error.reason) for error in batch.errors
+            )
+        self.errors_ = errors_frame(errors)
+        index = raw_inputs.index if isinstance(raw_inputs, pd.Series) else None
+        frame = pd.DataFrame(values, columns=self.targets, index=index)
+        frame.attrs["errors"] = self.errors_.to_dict("records")
+        frame.attrs["model"] = str(self.ref)
+        return frame
+
+
+def _at(items: list, index: int):
+    return items[index] if index < len(items) else None
