@@ -192,3 +192,25 @@ def test_ddp_under_pytest_is_refused(gap_store, tmp_path):
     store, _ = gap_store
     with pytest.raises(ConfigError, match="ddp_spawn"):
         train_model(store, "target", output=tmp_path, strategy="ddp", register=False)
+
+
+@pytest.mark.slow
+def test_cli_train_registers_a_model_that_predicts_raw_formulas(gap_store, tmp_path):
+    from xenonscale.cli.main import main
+    from xenonscale.zoo import load
+
+    zoo = str(tmp_path / "zoo")
+    argv = ["train", gap_store[0], "--target", "target", "--name", "expt-gap", "--zoo", zoo,
+            "--max-epochs", "3", "--output", str(tmp_path / "out"), "--units", "eV",
+            "--accelerator", "cpu", "--no-progress"]  # fmt: skip
+    assert main(argv) == 0
+    model = load("expt-gap", zoo=zoo)
+    assert str(model.ref) == "expt-gap@1" and model.card["units"] == {"target": "eV"}
+    frame = model.predict(["Fe2O3", "NaCl", "Xx2"])
+    assert np.isfinite(frame["target"].iloc[:2]).all() and np.isnan(frame["target"].iloc[2])
+    assert model.errors_["row"].tolist() == [2] and "Xx" in model.errors_["error"].iloc[0]
+    # the same numbers as the in-memory featurizer + the saved network
+    x = SPEC.build().featurize_batch(["Fe2O3", "NaCl"]).values.astype(np.float32)
+    np.testing.assert_allclose(frame["target"].iloc[:2], model.predict_features(x)[:, 0])
+    assert main(["train", gap_store[0], "--target", "target", "--name", "x", "--strategy",
+                 "horovod", "--zoo", zoo]) == 2  # fmt: skip

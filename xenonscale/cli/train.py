@@ -16,7 +16,7 @@ import json
 
 from xenonscale.errors import ConfigError
 
-__all__ = ["add_parser", "data_options", "int_list", "open_zoo", "train"]
+__all__ = ["add_parser", "data_options", "int_list", "open_zoo", "train", "tune"]
 
 
 def int_list(text: str) -> list[int]:
@@ -93,6 +93,7 @@ def add_parser(sub) -> None:
     parser.add_argument("--no-register", action="store_true", help="save only, no zoo entry")
     parser.add_argument("--no-progress", action="store_true")
     parser.set_defaults(handler=train)
+    add_tune_parser(sub)
 
 
 def _devices(text: str) -> int | str:
@@ -154,3 +155,58 @@ def open_zoo(args: argparse.Namespace):
 
     options = json.loads(args.storage_options) if args.storage_options else None
     return Zoo(args.zoo, artifacts=args.artifacts, storage_options=options)
+
+
+def add_tune_parser(sub) -> None:
+    parser = sub.add_parser(
+        "tune",
+        help="Optuna search over architecture and optimizer, trials in parallel on Dask",
+        description="Exactly --trials new trials of --study in --storage (SQLite or "
+        "PostgreSQL URL), one Dask task each; plots of the history and importances.",
+    )
+    add_data_arguments(parser)
+    parser.add_argument("--trials", type=int, required=True, help="new trials to run")
+    parser.add_argument(
+        "--storage", required=True, help="sqlite:///tune.db or postgresql+psycopg://"
+    )
+    parser.add_argument("--study", required=True, help="study name (created if missing)")
+    parser.add_argument("--workers", type=int, default=None, help="embedded cluster workers")
+    parser.add_argument("--scheduler", default=None, help="Dask scheduler address")
+    parser.add_argument("--pruner", default="median", help="median | hyperband | none")
+    parser.add_argument("--loss", default="mae", help="mae | mse | huber")
+    parser.add_argument("--output", default=None, help="folder for plots and best.json")
+    parser.add_argument("--register", default=None, metavar="NAME",
+                        help="retrain the best trial and register it as NAME")  # fmt: skip
+    add_zoo_arguments(parser)
+    parser.add_argument("--no-progress", action="store_true")
+    parser.set_defaults(handler=tune)
+
+
+def tune(args: argparse.Namespace) -> int:
+    from xenonscale.models.tuning import tune as run_tune
+
+    result = run_tune(
+        args.store,
+        [t.strip() for t in args.target.split(",") if t.strip()],
+        trials=args.trials,
+        storage=args.storage,
+        study=args.study,
+        workers=args.workers,
+        scheduler=args.scheduler,
+        max_epochs=args.max_epochs,
+        pruner=args.pruner,
+        loss=args.loss,
+        seed=args.seed,
+        data_options=data_options(args),
+        output=args.output,
+        register=args.register,
+        zoo=open_zoo(args) if args.register else None,
+        progress=not args.no_progress,
+    )
+    print(f"study {result.study}: {result.trials} trials {result.states}")
+    print(f"best val MAE {result.best_value:.4g} with {json.dumps(result.best_params)}")
+    for path in result.files.values():
+        print(f"plot: {path}")
+    if result.ref:
+        print(f"registered: {result.ref}")
+    return 0

@@ -167,6 +167,7 @@ def train_model(
     data_options: dict | None = None,
     callbacks: list | None = None,
     progress: bool = True,
+    plots: bool = True,
     register: bool = True,
     storage_options: dict | None = None,
 ) -> TrainResult:
@@ -242,8 +243,12 @@ def train_model(
     model.load_state_dict(load_file(str(weights)))
     rows = json.loads(history.read_text()) if history.exists() else []
     metrics, predictions = _evaluate(model, data, target_names)
-    files = _plots(output, rows, predictions, target_names, units or {}, name or "model")
-    card = _card(data, config, target_names, units, metrics, rows, seconds, locals_=dict(
+    files = (
+        _plots(output, rows, predictions, target_names, units or {}, name or "model")
+        if plots
+        else {}
+    )
+    card = _card(data, model.config, target_names, units, metrics, rows, seconds, locals_=dict(
         loss=loss, lr=lr, weight_decay=weight_decay, scheduler=scheduler, batch_size=batch_size,
         max_epochs=max_epochs, patience=patience, accelerator=accelerator, devices=devices,
         strategy=strategy, seed=seed, dropout=dropout,
@@ -333,6 +338,7 @@ def _card(data, config, targets, units, metrics, history, seconds, locals_) -> d
             **locals_,
             "epochs": len(history),
             "best_epoch": best.get("epoch"),
+            "best_val_mae": best.get("val_mae"),
             "seconds": round(seconds, 2),
         },
         "versions": _versions(),

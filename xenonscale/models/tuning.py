@@ -1,0 +1,298 @@
+"""Hyperparameter search with Optuna, trials in parallel on the Dask workers.
+
+Every trial is one Dask task that loads the shared study (SQLite for one
+machine, PostgreSQL for a cluster), asks for one set of parameters (TPE),
+trains with Lightning under a pruning callback (median or Hyperband) and
+reports the validation MAE. ``trials`` tasks are submitted, so the study gets
+exactly that many new trials, whatever the number of workers. A worker
+process keeps the store's DataModule between its trials.
+
+Examples
+--------
+>>> from xenonscale.models.tuning import tune
+>>> result = tune("oqmd.zarr", "target", trials=40, storage="sqlite:///tune.db",
+...               study="oqmd-hf", max_epochs=30)  # doctest: +SKIP
+>>> result.best_params  # doctest: +SKIP
+{'depth': 3, 'width': 512, ...}
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from xenonscale.errors import ConfigError
+
+__all__ = ["PRUNERS", "TuneResult", "hidden_from_params", "suggest", "tune"]
+
+PRUNERS = ("median", "hyperband", "none")
+
+
+def suggest(trial) -> dict:
+    """The search space over architecture and optimizer."""
+    return {
+        "depth": trial.suggest_int("depth", 1, 4),
+        "width": trial.suggest_int("width", 64, 1024, log=True),
+        "taper": trial.suggest_float("taper", 0.25, 1.0),
+        "dropout": trial.suggest_float("dropout", 0.0, 0.4),
+        "activation": trial.suggest_categorical("activation", ["relu", "silu", "gelu"]),
+        "lr": trial.suggest_float("lr", 1e-4, 1e-2, log=True),
+        "weight_decay": trial.suggest_float("weight_decay", 1e-7, 1e-3, log=True),
+        "batch_size": trial.suggest_categorical("batch_size", [128, 256, 512]),
+    }
+
+
+def hidden_from_params(params: dict) -> list[int]:
+    """Layer widths: ``width`` first, each next one ``taper`` times the last (≥ 16)."""
+    widths, width = [], float(params["width"])
+    for _ in range(int(params["depth"])):
+        widths.append(max(16, round(width)))
+        width *= float(params["taper"])
+    return widths
+
+
+def _storage(url: str):
+    import optuna
+
+    if url.startswith("sqlite"):  # wait for the file lock instead of failing at once
+        return optuna.storages.RDBStorage(url, engine_kwargs={"connect_args": {"timeout": 120}})
+    return optuna.storages.RDBStorage(url)
+
+
+def _pruner(name: str):
+    import optuna
+
+    if name == "median":
+        return optuna.pruners.MedianPruner(n_startup_trials=3, n_warmup_steps=2)
+    if name == "hyperband":
+        return optuna.pruners.HyperbandPruner(min_resource=2)
+    return optuna.pruners.NopPruner()
+
+
+@functools.lru_cache(maxsize=2)
+def _data(store: str, targets: tuple[str, ...], options: str, seed: int):
+    """One DataModule per worker process and store (setup once, reused by trials)."""
+    from xenonscale.models.data import StoreDataModule
+
+    data = StoreDataModule(store, list(targets), seed=seed, **json.loads(options))
+    data.setup("fit")
+    return data
+
+
+def _run_trial(
+    index: int, store, targets, options, storage, study_name, pruner, seed, epochs, loss
+) -> dict:
+    """Dask task: one trial of the shared study; returns its number, state and value."""
+    import optuna
+    import torch
+    from optuna_integration.pytorch_lightning import PyTorchLightningPruningCallback
+
+    from xenonscale.models.training import train_model
+
+    torch.set_num_threads(1)
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    study = optuna.load_study(
+        study_name=study_name,
+        storage=_storage(storage),
+        sampler=optuna.samplers.TPESampler(seed=seed + index, n_startup_trials=4),
+        pruner=_pruner(pruner),
+    )
+    data = _data(store, tuple(targets), options, seed)
+
+    def objective(trial) -> float:
+        params = suggest(trial)
+        data.batch_size = params["batch_size"]
+        with tempfile.TemporaryDirectory() as folder:
+            result = train_model(
+                store,
+                list(targets),
+                data=data,
+                output=folder,
+                register=False,
+                progress=False,
+                plots=False,
+                max_epochs=epochs,
+                patience=max(3, epochs // 4),
+                seed=seed,
+                hidden=hidden_from_params(params),
+                dropout=params["dropout"],
+                activation=params["activation"],
+                lr=params["lr"],
+                weight_decay=params["weight_decay"],
+                loss=loss,
+                accelerator="cpu",
+                callbacks=[PyTorchLightningPruningCallback(trial, monitor="val_mae")],
+            )
+        return float(result.card["training"]["best_val_mae"])
+
+    finished = []
+    study.optimize(
+        objective,
+        n_trials=1,
+        catch=(ValueError, RuntimeError),
+        callbacks=[lambda _study, trial: finished.append(trial)],
+    )
+    trial = finished[0]
+    return {"index": index, "number": trial.number, "state": trial.state.name, "value": trial.value}
+
+
+@dataclass
+class TuneResult:
+    """The study's outcome: best trial, counts by state, plots, an optional zoo ref."""
+
+    study: str
+    storage: str
+    trials: int
+    states: dict[str, int]
+    best_value: float
+    best_params: dict
+    files: dict[str, Path] = field(default_factory=dict)
+    ref: str | None = None
+
+
+def tune(
+    store: str,
+    targets: str | list[str] = "target",
+    *,
+    trials: int,
+    storage: str,
+    study: str,
+    workers: int | None = None,
+    client=None,
+    scheduler: str | None = None,
+    max_epochs: int = 30,
+    pruner: str = "median",
+    loss: str = "mae",
+    seed: int = 0,
+    data_options: dict | None = None,
+    output: str | Path | None = None,
+    register: str | None = None,
+    zoo=None,
+    progress: bool = True,
+) -> TuneResult:
+    """Run ``trials`` trials of study ``study`` on the cluster (see the module docstring).
+
+    ``register=NAME`` retrains the best parameters with ``max_epochs × 2`` and
+    registers the model in ``zoo`` as ``NAME@N``. Plots (optimization history,
+    parameter importances) go to ``output`` (default ``./tune/STUDY``).
+    """
+    import optuna
+    from distributed import as_completed
+    from tqdm.auto import tqdm
+
+    from xenonscale.cluster import close_client, get_client
+
+    if trials < 1:
+        raise ConfigError(f"--trials {trials!r}: ask for at least one trial")
+    if pruner not in PRUNERS:
+        raise ConfigError(f"--pruner {pruner!r}: use one of {', '.join(PRUNERS)}")
+    targets = [targets] if isinstance(targets, str) else list(targets)
+    optuna.create_study(
+        study_name=study, storage=_storage(storage), direction="minimize", load_if_exists=True
+    )
+    before = len(optuna.load_study(study_name=study, storage=_storage(storage)).trials)
+    options = json.dumps(data_options or {}, sort_keys=True)
+    own = client is None
+    client = client or get_client(scheduler, workers=workers, quiet=not progress)
+    try:
+        futures = [
+            client.submit(
+                _run_trial,
+                before + i,
+                store,
+                targets,
+                options,
+                storage,
+                study,
+                pruner,
+                seed,
+                max_epochs,
+                loss,
+                pure=False,
+            )
+            for i in range(trials)
+        ]
+        with tqdm(total=trials, desc="tune", unit="trial", disable=not progress) as bar:
+            for _ in as_completed(futures):
+                bar.update(1)
+        outcomes = client.gather(futures)
+    finally:
+        if own:
+            close_client(client)
+    final = optuna.load_study(study_name=study, storage=_storage(storage))
+    states: dict[str, int] = {}
+    for trial in final.trials:
+        states[trial.state.name] = states.get(trial.state.name, 0) + 1
+    done = [t for t in final.trials if t.state == optuna.trial.TrialState.COMPLETE]
+    if not done:
+        raise ConfigError(f"no trial of study {study!r} completed: {outcomes}")
+    best = final.best_trial
+    folder = Path(output or Path("tune") / study)
+    folder.mkdir(parents=True, exist_ok=True)
+    result = TuneResult(
+        study,
+        storage,
+        len(final.trials),
+        states,
+        float(best.value),
+        dict(best.params),
+        files=_plots(final, folder),
+    )
+    (folder / "best.json").write_text(
+        json.dumps(
+            {"study": study, "value": best.value, "params": best.params, "states": states}, indent=1
+        )
+    )
+    if register:
+        from xenonscale.models.training import train_model
+
+        params = best.params
+        trained = train_model(
+            store,
+            targets,
+            name=register,
+            zoo=zoo,
+            output=folder / "best",
+            hidden=hidden_from_params(params),
+            dropout=params["dropout"],
+            activation=params["activation"],
+            lr=params["lr"],
+            weight_decay=params["weight_decay"],
+            batch_size=params["batch_size"],
+            max_epochs=max_epochs * 2,
+            loss=loss,
+            seed=seed,
+            data_options=data_options,
+            progress=progress,
+        )
+        result.ref = trained.ref
+    return result
+
+
+def _plots(study, folder: Path) -> dict[str, Path]:
+    """Optimization history and parameter importances as PNGs (matplotlib backend)."""
+    import warnings
+
+    from optuna.visualization import matplotlib as ovm
+
+    files = {}
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # optuna marks its matplotlib plots experimental
+        for name, plot in (
+            ("history", ovm.plot_optimization_history),
+            ("importances", ovm.plot_param_importances),
+        ):
+            try:
+                axes = plot(study)
+            except (ValueError, RuntimeError):  # e.g. importances need ≥ 2 completed trials
+                continue
+            path = folder / f"{name}.png"
+            axes.figure.savefig(path, dpi=110, bbox_inches="tight")
+            import matplotlib.pyplot as plt
+
+            plt.close(axes.figure)
+            files[path.name] = path
+    return files
