@@ -16,7 +16,15 @@ import json
 
 from xenonscale.errors import ConfigError
 
-__all__ = ["add_parser", "data_options", "int_list", "open_zoo", "train", "tune"]
+__all__ = [
+    "add_parser",
+    "data_options",
+    "int_list",
+    "open_zoo",
+    "retrain",
+    "train",
+    "tune",
+]
 
 
 def int_list(text: str) -> list[int]:
@@ -94,6 +102,7 @@ def add_parser(sub) -> None:
     parser.add_argument("--no-progress", action="store_true")
     parser.set_defaults(handler=train)
     add_tune_parser(sub)
+    add_retrain_parser(sub)
 
 
 def _devices(text: str) -> int | str:
@@ -209,4 +218,36 @@ def tune(args: argparse.Namespace) -> int:
         print(f"plot: {path}")
     if result.ref:
         print(f"registered: {result.ref}")
+    return 0
+
+
+def add_retrain_parser(sub) -> None:
+    parser = sub.add_parser(
+        "retrain",
+        help="retrain zoo models whose store changed or that are too old; promote if not worse",
+        description="Idempotent and locked: safe to run from a Kubernetes CronJob.",
+    )
+    add_zoo_arguments(parser)
+    parser.add_argument("--storage-options", default=None, help="fsspec options (JSON)")
+    parser.add_argument("--only", default=None, help="comma list of model names")
+    parser.add_argument("--max-age-days", type=float, default=None, help="age policy")
+    parser.add_argument("--max-epochs", type=int, default=None, help="override the card's")
+    parser.add_argument("--no-progress", action="store_true")
+    parser.set_defaults(handler=retrain)
+
+
+def retrain(args: argparse.Namespace) -> int:
+    from xenonscale.zoo.retrain import retrain as run_retrain
+
+    report = run_retrain(
+        zoo=open_zoo(args),
+        only=[n.strip() for n in args.only.split(",")] if args.only else None,
+        max_age_days=args.max_age_days,
+        max_epochs=args.max_epochs,
+        progress=not args.no_progress,
+    )
+    for row in report:
+        details = ", ".join(f"{k} {v:.4g}" if isinstance(v, float) else f"{k} {v}"
+                            for k, v in row.items() if k not in ("name", "action"))  # fmt: skip
+        print(f"{row['name']}: {row['action']}" + (f" ({details})" if details else ""))
     return 0

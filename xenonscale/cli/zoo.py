@@ -68,6 +68,16 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     remove.add_argument("--force", action="store_true", help="also a production version")
     promote = actions.add_parser("promote", parents=[common], help="make a version production")
     promote.add_argument("ref", help="NAME@VERSION")
+    build = actions.add_parser(
+        "build", parents=[common], help="train the source-model library from public datasets"
+    )
+    build.add_argument("--preset", required=True, help="mp | oqmd | qm9 | all")
+    build.add_argument("--only", default=None, help="comma list of model names")
+    build.add_argument("--workdir", default="zoo-build", help="stores and training output")
+    build.add_argument("--max-epochs", type=int, default=60)
+    build.add_argument("--rows", type=int, default=None, help="first rows of each dataset")
+    build.add_argument("--workers", type=int, default=None, help="embedded cluster workers")
+    build.add_argument("--no-progress", action="store_true")
     zoo.set_defaults(handler=run)
     return zoo
 
@@ -96,6 +106,17 @@ def run(args: argparse.Namespace) -> int:
         elif args.action == "remove":
             zoo.remove(args.ref, force=args.force)
             print(f"removed {args.ref}")
+        elif args.action == "build":
+            from xenonscale.zoo.presets import build_preset
+
+            only = [n.strip() for n in args.only.split(",")] if args.only else None
+            report = build_preset(
+                args.preset, zoo=zoo, workdir=args.workdir, max_epochs=args.max_epochs,
+                rows=args.rows, only=only, workers=args.workers, progress=not args.no_progress,
+            )  # fmt: skip
+            for row in report:
+                mae = row["val"].get("mae") if isinstance(row["val"], dict) else None
+                print(f"{row['model']} (production)  val MAE {mae:.4g}  store {row['store']}")
         elif args.action == "promote":
             previous = zoo.production(args.ref.partition("@")[0])
             ref = zoo.promote(args.ref)

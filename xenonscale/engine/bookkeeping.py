@@ -79,8 +79,9 @@ class JobLock:
     within the same second on different hosts may both proceed).
     """
 
-    def __init__(self, location: StoreLocation):
+    def __init__(self, location: StoreLocation, purpose: str = "featurize job"):
         self.location = location
+        self.purpose = purpose
         self.token = uuid.uuid4().hex
         self.path = location.path(BOOKKEEPING, "lock.json")
 
@@ -99,7 +100,7 @@ class JobLock:
             holder = self._holder()
             if holder and not self._stale(holder):
                 raise StoreLockedError(
-                    f"store {self.location.url!r} is being written by another featurize job "
+                    f"{self.location.url!r} is held by another {self.purpose} "
                     f"(host {holder.get('host')!r}, pid {holder.get('pid')}, started "
                     f"{holder.get('started')}): wait for it, or remove "
                     f"{self.path!r} if that job is gone"

@@ -112,6 +112,7 @@ class TrainResult:
     output: Path
     files: dict[str, Path] = field(default_factory=dict)
     ref: str | None = None
+    data: StoreDataModule | None = None
 
 
 def store_fingerprint(attrs: dict) -> str:
@@ -254,7 +255,9 @@ def train_model(
         strategy=strategy, seed=seed, dropout=dropout,
     ))  # fmt: skip
     (output / "card.json").write_text(json.dumps(card, indent=1, default=str))
-    result = TrainResult(model=model, card=card, metrics=metrics, output=output, files=files)
+    result = TrainResult(
+        model=model, card=card, metrics=metrics, output=output, files=files, data=data
+    )
     if register and name:
         from xenonscale.zoo import Zoo
 
