@@ -205,5 +205,5 @@ def elements(args: argparse.Namespace) -> int:
 def demo(args: argparse.Namespace) -> int:
     from xenonscale.demo import run_demo
 
-    run_demo(output_dir=Path(args.output), rows=args.rows, workers=args.workers)
+    run_demo(output_dir=Path(args.output), rows=args.rows, workers=args.workers, epochs=args.epochs)
     return 0

@@ -74,6 +74,7 @@ def _parser() -> argparse.ArgumentParser:
     demo.add_argument("--rows", type=int, default=None, help="limit the number of formulas")
     demo.add_argument("--output", default="demo-output", help="output folder")
     demo.add_argument("--workers", type=int, default=2, help="embedded cluster workers")
+    demo.add_argument("--epochs", type=int, default=15, help="training epochs of the model")
 
     # Commands in their own modules add their parsers and set ``handler``.
     from xenonscale.cli import train, zoo

@@ -31,13 +31,13 @@ from collections.abc import Iterator, Sequence
 import lightning as L
 import numpy as np
 import torch
-from torch.utils.data import DataLoader, IterableDataset, TensorDataset
+from torch.utils.data import DataLoader, IterableDataset
 
 from xenonscale.errors import ConfigError, StoreError
 from xenonscale.models.splits import split_indices
 from xenonscale.store.layout import StoreLocation
 
-__all__ = ["ChunkStream", "StoreDataModule", "read_rows"]
+__all__ = ["ArrayStream", "ChunkStream", "StoreDataModule", "read_rows"]
 
 OUTLIER_RULES = ("keep", "drop", "clip")
 
@@ -223,10 +223,9 @@ class StoreDataModule(L.LightningDataModule):
     def _loader(self, name: str, shuffle: bool) -> DataLoader:
         self.setup()
         if self.in_memory:
-            data = TensorDataset(
-                torch.from_numpy(self._features(name)), torch.from_numpy(self.y[self.rows[name]])
-            )
-            return DataLoader(data, batch_size=self.batch_size, shuffle=shuffle)
+            x, y = self._features(name), self.y[self.rows[name]]
+            arrays = ArrayStream(x, y, batch_size=self.batch_size, shuffle=shuffle, seed=self.seed)
+            return DataLoader(arrays, batch_size=None)
         stream = ChunkStream(
             self.store,
             self.rows[name],
@@ -252,6 +251,42 @@ class StoreDataModule(L.LightningDataModule):
         """``(features, targets)`` of a split as arrays (read from the store if streaming)."""
         self.setup()
         return self._features(name), self.y[self.rows[name]]
+
+
+def _world() -> tuple[int, int]:
+    """(rank, world size) of this process; (0, 1) outside DDP."""
+    if torch.distributed.is_available() and torch.distributed.is_initialized():
+        return torch.distributed.get_rank(), torch.distributed.get_world_size()
+    return 0, 1
+
+
+class ArrayStream(IterableDataset):
+    """Batches sliced from in-memory arrays: one fancy-index per batch, not per sample.
+
+    Each epoch draws a new seeded permutation; under DDP process ``r`` takes
+    every ``world``-th row of it, so all processes yield the same number of
+    batches. Without shuffling (validation) rows come in order.
+    """
+
+    def __init__(self, x: np.ndarray, y: np.ndarray, *, batch_size: int, shuffle: bool,
+                 seed: int = 0):  # fmt: skip
+        self.x, self.y = x, np.asarray(y, dtype=np.float32)
+        self.batch_size, self.shuffle, self.seed = batch_size, shuffle, seed
+        self.epoch = 0
+
+    def __iter__(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+        rank, world = _world()
+        n = len(self.y)
+        if self.shuffle:
+            order = np.random.default_rng([self.seed, self.epoch]).permutation(n)
+            order = order[: n - n % world] if world > 1 else order
+        else:
+            order = np.arange(n)
+        self.epoch += 1
+        mine = order[rank::world]
+        for lo in range(0, len(mine), self.batch_size):
+            index = np.sort(mine[lo : lo + self.batch_size])
+            yield torch.from_numpy(self.x[index]), torch.from_numpy(self.y[index])
 
 
 class ChunkStream(IterableDataset):
@@ -287,15 +322,10 @@ class ChunkStream(IterableDataset):
         self.mix_chunks = mix_chunks
         self.epoch = 0
 
-    def _world(self) -> tuple[int, int]:
-        if torch.distributed.is_available() and torch.distributed.is_initialized():
-            return torch.distributed.get_rank(), torch.distributed.get_world_size()
-        return 0, 1
-
     def __iter__(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
         features = _group(self.store, self.storage_options)["features"]
         chunk = int(features.chunks[0])
-        rank, world = self._world()
+        rank, world = _world()
         ids = self.rows // chunk
         chunks = np.unique(ids)
         rng = np.random.default_rng([self.seed, self.epoch])
