@@ -134,4 +134,7 @@ def test_notebook_runs(kernel_env, path):
         images = [o for o in cell.outputs if "image/png" in o.get("data", {})]
         assert images, f"{path.name}: heatmap cell drew no image:\n{cell.source}"
         assert len(images[0]["data"]["image/png"]) > 20_000  # base64 of a real figure
+    for cell in (c for c in nb.cells if "figure" in c.get("metadata", {}).get("tags", [])):
+        images = [o for o in cell.outputs if "image/png" in o.get("data", {})]
+        assert images and len(images[0]["data"]["image/png"]) > 10_000, cell.source
     print(f"{path.name}: executed in {elapsed:.1f} s")
