@@ -90,9 +90,20 @@ def retrain(
     return report
 
 
+def _train(card, name, zoo, model, options, data_options, progress, output):
+    from xenonscale.models.training import train_model
+
+    return train_model(
+        card["training_data"]["store"], card["targets"], name=name, zoo=zoo, output=output,
+        hidden=model["hidden"], batch_norm=model["batch_norm"], activation=model["activation"],
+        units=card.get("units") or None, data_options=data_options, progress=progress,
+        accelerator="auto", **options,
+    )  # fmt: skip
+
+
 def _retrain_one(zoo, name: str, card: dict, max_epochs: int | None, progress: bool) -> dict:
     from xenonscale.models.metrics import regression_metrics
-    from xenonscale.models.training import predict_array, train_model
+    from xenonscale.models.training import predict_array
 
     training, split, model = card["training"], card["split"], card["model"]
     options = {k: training[k] for k in _TRAIN_KEYS if k in training}
@@ -102,12 +113,12 @@ def _retrain_one(zoo, name: str, card: dict, max_epochs: int | None, progress: b
     data_options["split"] = split.get("method", "random")
     if split.get("group_by"):
         data_options["group_by"] = split["group_by"]
-    result = train_model(
-        card["training_data"]["store"], card["targets"], name=name, zoo=zoo,
-        hidden=model["hidden"], batch_norm=model["batch_norm"], activation=model["activation"],
-        units=card.get("units") or None, data_options=data_options, progress=progress,
-        accelerator="auto", **options,
-    )  # fmt: skip
+    import tempfile
+
+    scratch = tempfile.TemporaryDirectory(prefix=f"xenonscale-retrain-{name}-")
+    with scratch:  # weights, plots and card end up in the zoo; the folder is scratch
+        result = _train(card, name, zoo, model, options, data_options, progress, scratch.name)
+
     current_ref = zoo.production(name) or zoo.latest(name)
     if str(current_ref) == result.ref:  # nothing else to compare with
         zoo.promote(result.ref)
