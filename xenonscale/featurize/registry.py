@@ -43,12 +43,15 @@ __all__ = [
     "FeaturizerSpec",
     "build_featurizer",
     "element_tables",
+    "register_family",
     "register_featurizer",
     "registered",
 ]
 
 Factory = Callable[[str | None], BatchTransformer]
+FamilyFactory = Callable[[str, str | None], BatchTransformer]
 _REGISTRY: dict[str, dict[str, Factory]] = {}
+_FAMILIES: dict[str, FamilyFactory] = {}
 
 
 def register_featurizer(kind: str, name: str, factory: Factory) -> None:
@@ -58,6 +61,24 @@ def register_featurizer(kind: str, name: str, factory: Factory) -> None:
     ``featurize_batch``; ``elements`` is the ``--elements`` value or None.
     """
     _REGISTRY.setdefault(kind, {})[name] = factory
+
+
+def register_family(prefix: str, factory: FamilyFactory) -> None:
+    """Make ``prefix:ARG`` usable in ``--featurizers`` for every kind.
+
+    ``factory(arg, elements)`` builds the featurizer, e.g. ``frozen:oqmd-hf@1``
+    → frozen features of that zoo model.
+    """
+    _FAMILIES[prefix] = factory
+
+
+def _factory(kind: str, name: str) -> Factory | None:
+    if name in _REGISTRY.get(kind, {}):
+        return _REGISTRY[kind][name]
+    prefix, sep, arg = name.partition(":")
+    if sep and arg and prefix in _FAMILIES:
+        return lambda elements: _FAMILIES[prefix](arg, elements)
+    return None
 
 
 def registered(kind: str | None = None) -> dict[str, list[str]]:
@@ -76,6 +97,16 @@ for _name in ALL:
     register_featurizer("composition", _name, _compositions([_name]))
 # The Magpie preset is defined by its own table: --elements does not apply to it.
 register_featurizer("composition", "magpie", lambda elements: ElementStatistics())
+
+
+def _frozen(arg: str, elements: str | None) -> BatchTransformer:
+    from xenonscale.transfer import FrozenFeaturizer
+
+    return FrozenFeaturizer(arg.split("+"))
+
+
+# Hidden activations of zoo models: frozen:NAME[@V][+NAME2...] (the zoo: $XENONSCALE_ZOO).
+register_family("frozen", _frozen)
 
 
 @dataclass(frozen=True)
@@ -110,17 +141,19 @@ class FeaturizerSpec:
         if self.on_error not in ("record", "raise"):
             raise ConfigError(f"--on-error {self.on_error!r}: use 'record' or 'raise'")
         known = _REGISTRY[self.kind]
-        unknown = [n for n in self.names if n not in known]
+        unknown = [n for n in self.names if _factory(self.kind, n) is None]
         if unknown or not self.names:
+            families = ", ".join(f"{p}:ARG" for p in sorted(_FAMILIES))
             raise ConfigError(
                 f"--featurizers {','.join(self.names)!r}: unknown {unknown} for kind "
                 f"{self.kind!r}; choose from {', '.join(sorted(known))}"
+                + (f" or {families}" if families else "")
             )
 
     def build(self) -> BatchTransformer:
         """Build the featurizer (a :class:`FeatureUnion` for several names)."""
         self.validate()
-        parts = [_REGISTRY[self.kind][name](self.elements) for name in self.names]
+        parts = [_factory(self.kind, name)(self.elements) for name in self.names]
         for part in parts:
             part.on_error = self.on_error
         return parts[0] if len(parts) == 1 else FeatureUnion(parts, on_error=self.on_error)
