@@ -52,8 +52,10 @@ def test_mapping_string_and_pymatgen_inputs():
         "{'Sr': 1.0, 'Ag': 4.0, 'Sb': 2.0}",  # XenonPy's quasicrystal file
         Composition("Fe2O3"),
         Composition({"Li": 0.25, "Fe": 1}),
+        Composition({"Na+": 1, "Cl-": 1}),  # oxidation-state decorated (Species keys)
     ]
     rows = parse_compositions(inputs).as_dicts()
+    assert rows[4] == {"Na": 1.0, "Cl": 1.0}
     assert rows[0] == {"O": 3.0, "Fe": 2.0}
     assert rows[1] == {"Ag": 4.0, "Sb": 2.0, "Sr": 1.0}
     assert rows[2] == {"O": 3.0, "Fe": 2.0}

@@ -301,11 +301,11 @@ def _parse_any(item: object) -> dict[int, float]:
         if stripped.startswith("{"):
             return _parse_mapping_text(stripped)
         return _parse_general(item)
+    get_amounts = getattr(item, "get_el_amt_dict", None)
+    if callable(get_amounts):  # pymatgen Composition (a Mapping whose keys may be Species)
+        return _parse_mapping(get_amounts())
     if isinstance(item, Mapping):
         return _parse_mapping(item)
-    get_amounts = getattr(item, "get_el_amt_dict", None)
-    if callable(get_amounts):
-        return _parse_mapping(get_amounts())
     if item is None or (isinstance(item, float) and math.isnan(item)):
         raise FormulaError("empty input (None/NaN)")
     raise FormulaError(
