@@ -45,7 +45,9 @@ def _parser() -> argparse.ArgumentParser:
     feat.add_argument("--workers", type=int, default=None, help="embedded cluster workers")
     feat.add_argument("--scheduler", default=None, help="Dask scheduler address (tcp://...)")
     feat.add_argument("--chunk-rows", type=int, default=10_000, help="Zarr chunk rows")
-    feat.add_argument("--partition-rows", type=int, default=50_000, help="rows per task")
+    feat.add_argument(
+        "--partition-rows", type=int, default=None, help="rows per task (default: by width)"
+    )
     feat.add_argument(
         "--compression", default="lz4", help="store codec: lz4 (fast) | zstd (smaller) | none"
     )

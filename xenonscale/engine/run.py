@@ -45,6 +45,8 @@ from xenonscale.store.writer import (
 __all__ = ["JobSummary", "featurize_to_store"]
 
 STORE_TITLE = "xenonscale feature store"
+#: Feature bytes (float64, as featurizers return them) one task holds by default.
+TASK_BYTES = 256 << 20
 
 
 @dataclass(frozen=True)
@@ -121,7 +123,7 @@ def featurize_to_store(
     column: str | None = None,
     client=None,
     chunk_rows: int = 10_000,
-    partition_rows: int = 50_000,
+    partition_rows: int | None = None,
     compression: str = "lz4",
     overwrite: bool = False,
     progress: bool = True,
@@ -145,7 +147,10 @@ def featurize_to_store(
         the job (:func:`xenonscale.cluster.get_client`).
     chunk_rows, partition_rows
         Zarr chunk length along ``sample``; rows per task (rounded up to a
-        multiple of ``chunk_rows`` so tasks write whole chunks).
+        multiple of ``chunk_rows`` so tasks write whole chunks). The default
+        (``None``) sizes tasks by the feature width: about 256 MiB of float64
+        features per task, at most 50,000 rows (50,000 for the 406 XenonPy
+        poolings, 20,000 for RDF + OFM, 10,000 for a 2,048-bit fingerprint).
     compression
         Blosc codec of the store's arrays: ``lz4`` (fast), ``zstd`` (smaller)
         or ``none`` (see :data:`xenonscale.store.writer.COMPRESSIONS`).
@@ -154,7 +159,7 @@ def featurize_to_store(
     """
     if chunk_rows < 1:
         raise ConfigError(f"--chunk-rows {chunk_rows!r}: use a positive number of rows")
-    if partition_rows < 1:
+    if partition_rows is not None and partition_rows < 1:
         raise ConfigError(f"--partition-rows {partition_rows!r}: use a positive number of rows")
     spec.validate()
     if compression not in COMPRESSIONS:
@@ -166,6 +171,9 @@ def featurize_to_store(
         from xenonscale.sources import open_source
 
         source = open_source(source, column=column, kind=spec.kind, **(source_options or {}))
+    if partition_rows is None:
+        partition_rows = min(50_000, max(1, TASK_BYTES // (8 * max(1, len(featurizer.labels)))))
+        partition_rows = max(chunk_rows, partition_rows // chunk_rows * chunk_rows)
     partition_rows = -(-partition_rows // chunk_rows) * chunk_rows
     location = StoreLocation(store, storage_options)
     started = time.perf_counter()
