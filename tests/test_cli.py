@@ -105,3 +105,13 @@ def test_console_script_demo_runs_end_to_end(tmp_path, data_dir):
     for plot in ("learning_curve.png", "parity.png"):
         assert (tmp_path / "model" / plot).stat().st_size > 10_000
     assert "(1 error: unknown element 'Xx'" in result.stdout
+
+
+def test_table_output_honours_the_kind(tmp_path, data_dir):
+    out = tmp_path / "mols.parquet"
+    argv = ["featurize", str(data_dir / "molecules" / "esol.csv"), "-o", str(out),
+            "--kind", "molecule", "--column", "smiles", "--featurizers", "maccs",
+            "--no-progress"]  # fmt: skip
+    assert main(argv) == 0
+    table = pd.read_parquet(out)
+    assert len(table) == 1128 and table["ok"].all() and "maccs:1" in table.columns[-167:]

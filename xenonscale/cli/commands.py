@@ -128,11 +128,13 @@ def _featurize_store(args: argparse.Namespace) -> int:
 
 def _featurize_table(args: argparse.Namespace) -> int:
     from xenonscale.featurize.batches import featurize_in_batches
-    from xenonscale.featurize.registry import build_featurizer
+    from xenonscale.featurize.registry import FeaturizerSpec
 
     output = Path(args.output)
     frame, column = read_inputs(args.input, args.column)
-    featurizer = build_featurizer(args.featurizers, elements=args.elements)
+    featurizer = FeaturizerSpec.parse(
+        args.kind, args.featurizers, elements=args.elements, on_error=args.on_error
+    ).build()
     started = time.perf_counter()
     result = featurize_in_batches(
         featurizer,

@@ -1,0 +1,220 @@
+"""Molecule inputs → RDKit ``Mol`` objects, with one reason per row that fails.
+
+Accepted inputs, row by row (never raises for a bad row):
+
+* a **SMILES** string (``Chem.MolFromSmiles``, sanitized). Text after the
+  first whitespace is RDKit's molecule name, as in a ``.smi`` line; CXSMILES
+  extensions are read. Polymer SMILES with ``*`` attachment points parse as
+  dummy atoms (atomic number 0), exactly as XenonPy 0.6.7 reads them (it calls
+  ``MolFromSmiles`` without any special case);
+* a **molblock** (the text of one SDF record through ``M  END``, V2000 or
+  V3000; what :class:`~xenonscale.sources.sdf.SdfSource` yields): any string
+  with a line break before its last non-blank character;
+* an RDKit **Mol** (used as is, no copy);
+* ``bytes`` (UTF-8 text, as above).
+
+``None``/NaN (an unreadable record), blank text, a molecule without atoms,
+text RDKit cannot parse or sanitize and any other type become a
+:class:`~xenonscale.chem.formula.RowError` ``(row, input, reason)``. The
+reason is RDKit's own message (``SMILES Parse Error: unclosed ring ...``,
+``Explicit valence for atom # 0 N, 5, is greater than permitted``), captured
+from RDKit's error log for that row only: nothing is printed, whatever the
+batch size. Parsing runs with RDKit's logs blocked, so warnings of valid rows
+are not printed either.
+
+The module imports RDKit lazily (inside the functions).
+
+Examples
+--------
+>>> from xenonscale.featurize.molecules.parse import parse_molecules
+>>> batch = parse_molecules(["CCO", "*CC(*)C", "C1CC", None])
+>>> batch.ok.tolist()
+[True, True, False, False]
+>>> batch.errors[0].reason
+"SMILES Parse Error: unclosed ring for input: 'C1CC'"
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from xenonscale.chem.formula import RowError, describe_input
+from xenonscale.errors import FeaturizerError
+
+__all__ = [
+    "MoleculeBatch",
+    "describe_molecule",
+    "iter_molecules",
+    "parse_molecule",
+    "parse_molecules",
+    "rdkit",
+]
+
+RDKIT_HINT = "pip install rdkit"
+
+_STAMP = re.compile(r"^\[\d\d:\d\d:\d\d\] ?")
+_MARKER = re.compile(r"^\s*~*\^\s*$")
+_PARSE_ERROR = "SMILES Parse Error: "
+
+
+def rdkit() -> Any:
+    """``rdkit.Chem`` (imported on first use), or a :class:`FeaturizerError` naming the install."""
+    try:
+        from rdkit import Chem
+    except ImportError as exc:  # pragma: no cover - a dependency of the molecule featurizers
+        raise FeaturizerError(
+            f"molecule featurizers need RDKit, which is not importable ({exc}): {RDKIT_HINT}"
+        ) from exc
+    return Chem
+
+
+@dataclass(frozen=True)
+class MoleculeBatch:
+    """A parsed batch: ``mols[i]`` is a ``Mol`` where ``ok[i]``, else None (see ``errors``)."""
+
+    mols: list[Any]
+    ok: np.ndarray
+    errors: list[RowError] = field(default_factory=list)
+
+
+def parse_molecules(inputs: Sequence[object]) -> MoleculeBatch:
+    """Parse a whole batch (keeps every ``Mol``; featurizers stream with :func:`iter_molecules`).
+
+    Examples
+    --------
+    >>> parse_molecules(["c1ccccc1", ""]).errors[0].reason
+    'empty input (blank text)'
+    """
+    mols: list[Any] = [None] * len(inputs)
+    errors: list[RowError] = []
+    for row, mol in iter_molecules(inputs, errors):
+        mols[row] = mol
+    ok = np.fromiter((m is not None for m in mols), dtype=bool, count=len(mols))
+    return MoleculeBatch(mols=mols, ok=ok, errors=errors)
+
+
+def iter_molecules(inputs: Sequence[object], errors: list[RowError]) -> Iterator[tuple[int, Any]]:
+    """Yield ``(row, mol)`` for each row that parses; append a RowError for each that does not.
+
+    Rows come in input order, so ``errors`` stays sorted by row. RDKit's logs
+    are blocked while the generator runs (its caller's RDKit calls between
+    two rows included). Streaming keeps one molecule alive at a time, which
+    is faster (cache) and lighter than holding a partition's ``Mol`` objects.
+
+    Examples
+    --------
+    >>> errors = []
+    >>> [row for row, mol in iter_molecules(["CCO", "Xx", "C"], errors)]
+    [0, 2]
+    >>> errors[0].row, errors[0].reason.split(":")[0]
+    (1, 'SMILES Parse Error')
+    """
+    Chem = rdkit()
+    from rdkit import rdBase
+
+    from_smiles = Chem.MolFromSmiles
+    mol_type = Chem.Mol
+    with rdBase.BlockLogs():
+        for row, item in enumerate(inputs):
+            if type(item) is str and "\n" not in item:  # the fast path: one SMILES
+                mol = from_smiles(item)
+                if mol is not None and mol.GetNumAtoms():
+                    yield row, mol
+                    continue
+            elif isinstance(item, mol_type) and item.GetNumAtoms():
+                yield row, item
+                continue
+            mol, reason = parse_molecule(item)
+            if mol is not None:
+                yield row, mol
+            else:
+                errors.append(RowError(row, describe_molecule(item), reason))
+
+
+def parse_molecule(item: object) -> tuple[Any, str]:
+    """One input → ``(mol, "")`` or ``(None, reason)``; the reason is RDKit's message.
+
+    Examples
+    --------
+    >>> parse_molecule("N(C)(C)(C)(C)C")[1]
+    'Explicit valence for atom # 0 N, 5, is greater than permitted'
+    """
+    Chem = rdkit()
+    if isinstance(item, bytes):
+        item = item.decode("utf-8", "replace")
+    if _missing(item):
+        return None, "empty input (None/NaN: no record)"
+    if isinstance(item, Chem.Mol):
+        return (item, "") if item.GetNumAtoms() else (None, "molecule has no atoms")
+    if not isinstance(item, str):
+        return None, (
+            f"unsupported input type {type(item).__name__}: give a SMILES string, "
+            "a molblock or an RDKit Mol"
+        )
+    if not item.strip():
+        return None, "empty input (blank text)"
+    molblock = "\n" in item.rstrip()
+    reader = Chem.MolFromMolBlock if molblock else Chem.MolFromSmiles
+    mol, messages = _read_capturing(reader, item)
+    if mol is None:
+        what = "molblock" if molblock else "SMILES"
+        return None, _reason(messages) or f"RDKit could not read the {what}"
+    if not mol.GetNumAtoms():
+        return None, "molecule has no atoms"
+    return mol, ""
+
+
+def _missing(item: object) -> bool:
+    """None, NaN, ``pd.NA``/``NaT`` (what tabular sources give for an empty field)."""
+    if item is None or (isinstance(item, float) and math.isnan(item)):
+        return True
+    import pandas as pd
+
+    return bool(
+        pd.api.types.is_scalar(item) and not isinstance(item, str | bytes) and pd.isna(item)
+    )
+
+
+def _read_capturing(reader, text: str) -> tuple[Any, str]:
+    """``reader(text)`` with RDKit's error log captured (and every log kept off stderr)."""
+    from rdkit import rdBase
+
+    with rdBase.BlockLogs(), rdBase.CaptureErrorLog() as capture:
+        mol = reader(text)
+    return mol, capture.messages
+
+
+def _reason(messages: str) -> str:
+    """RDKit's log lines, shortened: no time stamps, input echoes, ``~~^`` markers or repeats."""
+    lines: list[str] = []
+    echo = False
+    for raw in messages.splitlines():
+        if echo:  # the parser echoes the input on the line after "check for mistakes"
+            echo = False
+            continue
+        line = _STAMP.sub("", raw).strip()
+        if not line or _MARKER.match(line):
+            continue
+        if "check for mistakes" in line:
+            echo, line = True, line.rstrip(":")
+        if lines and line.startswith(_PARSE_ERROR):
+            if line.startswith(_PARSE_ERROR + "Failed parsing SMILES"):
+                continue  # restates the input after the real reason
+            line = line[len(_PARSE_ERROR) :]
+        if line not in lines:
+            lines.append(line)
+    text = "; ".join(lines)
+    return text if len(text) <= 300 else text[:297] + "..."
+
+
+def describe_molecule(item: object) -> str:
+    """An input as text for error tables: the text itself (≤ 200 characters) or a Mol summary."""
+    if hasattr(item, "GetNumAtoms"):
+        return f"<RDKit {type(item).__name__} with {item.GetNumAtoms()} atoms>"
+    return describe_input(item)
