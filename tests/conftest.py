@@ -186,3 +186,59 @@ def postgres_url():
             run("pg_ctl", "-D", str(data), "-m", "immediate", "-w", "-t", "30", "stop",
                 timeout=60)  # fmt: skip
         shutil.rmtree(folder, ignore_errors=True)
+
+
+@pytest.fixture(scope="session")
+def s3_endpoint():
+    """A moto S3 API server on 127.0.0.1 (a free port) for the session; yields its URL."""
+    import logging
+
+    moto_server = pytest.importorskip("moto.server")
+    pytest.importorskip("s3fs")
+    requests_log = logging.getLogger("werkzeug")  # one line per request otherwise
+    level = requests_log.level
+    requests_log.setLevel(logging.WARNING)
+    server = moto_server.ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+    server.start()
+    try:
+        host, port = server.get_host_and_port()
+        assert host == "127.0.0.1"
+        yield f"http://{host}:{port}"
+    finally:
+        server.stop()
+        requests_log.setLevel(level)
+
+
+@pytest.fixture
+def s3_bucket(s3_endpoint, monkeypatch) -> tuple[str, dict]:
+    """A fresh bucket on the moto server: ``("s3://NAME", fsspec storage_options)``.
+
+    The AWS variables point at the server too (for code that reads them), only
+    for the test.
+    """
+    import uuid
+
+    import boto3
+
+    for name, value in {
+        "AWS_ACCESS_KEY_ID": "testing",
+        "AWS_SECRET_ACCESS_KEY": "testing",
+        "AWS_SESSION_TOKEN": "testing",
+        "AWS_DEFAULT_REGION": "us-east-1",
+        "AWS_ENDPOINT_URL": s3_endpoint,
+    }.items():
+        monkeypatch.setenv(name, value)
+    options = {
+        "key": "testing",
+        "secret": "testing",
+        "client_kwargs": {"endpoint_url": s3_endpoint, "region_name": "us-east-1"},
+    }
+    bucket = f"xenonscale-{uuid.uuid4().hex[:12]}"
+    boto3.client(
+        "s3",
+        endpoint_url=s3_endpoint,
+        region_name="us-east-1",
+        aws_access_key_id="testing",
+        aws_secret_access_key="testing",
+    ).create_bucket(Bucket=bucket)
+    return f"s3://{bucket}", options

@@ -15,11 +15,9 @@ from __future__ import annotations
 
 import gzip
 import json
-import logging
 import re
 import subprocess
 import sys
-import uuid
 from pathlib import Path
 
 import numpy as np
@@ -39,54 +37,13 @@ ROWS = 4_604 + len(BAD_LINES)
 PARTITIONS = -(-ROWS // 1000)
 
 
-@pytest.fixture(scope="module")
-def s3_endpoint():
-    """A moto S3 server on 127.0.0.1 (a free port), stopped at the end of the module."""
-    from moto.server import ThreadedMotoServer
-
-    requests_log = logging.getLogger("werkzeug")  # one line per request otherwise
-    level = requests_log.level
-    requests_log.setLevel(logging.WARNING)
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
-    server.start()
-    try:
-        host, port = server.get_host_and_port()
-        assert host == "127.0.0.1"
-        yield f"http://{host}:{port}"
-    finally:
-        server.stop()
-        requests_log.setLevel(level)
-
-
 @pytest.fixture
-def s3(s3_endpoint, monkeypatch):
+def s3(s3_bucket):
     """``(bucket URL, storage_options, s3fs filesystem)`` for a fresh bucket."""
-    import boto3
     import s3fs
 
-    for name, value in {
-        "AWS_ACCESS_KEY_ID": "testing",
-        "AWS_SECRET_ACCESS_KEY": "testing",
-        "AWS_SESSION_TOKEN": "testing",
-        "AWS_DEFAULT_REGION": "us-east-1",
-        "AWS_ENDPOINT_URL": s3_endpoint,
-    }.items():
-        monkeypatch.setenv(name, value)
-    options = {
-        "key": "testing",
-        "secret": "testing",
-        "client_kwargs": {"endpoint_url": s3_endpoint, "region_name": "us-east-1"},
-    }
-    bucket = f"xenonscale-{uuid.uuid4().hex[:12]}"
-    boto3.client(
-        "s3",
-        endpoint_url=s3_endpoint,
-        region_name="us-east-1",
-        aws_access_key_id="testing",
-        aws_secret_access_key="testing",
-    ).create_bucket(Bucket=bucket)
-    fs = s3fs.S3FileSystem(**options, skip_instance_cache=True)
-    return f"s3://{bucket}", options, fs
+    bucket, options = s3_bucket
+    return bucket, options, s3fs.S3FileSystem(**options, skip_instance_cache=True)
 
 
 @pytest.fixture(scope="module")

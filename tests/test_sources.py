@@ -13,7 +13,6 @@ import io
 import json
 import lzma
 import pickle
-import socket
 import tracemalloc
 import warnings
 
@@ -510,38 +509,19 @@ def test_plan_memory_stays_flat(data_dir, tmp_path):
 # --------------------------------------------------------------------------- S3
 
 
-@pytest.fixture
-def s3_server(monkeypatch):
-    moto_server = pytest.importorskip("moto.server")
-    pytest.importorskip("s3fs")
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
-    for name in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY"):
-        monkeypatch.setenv(name, "x")
-    monkeypatch.setenv("AWS_DEFAULT_REGION", "us-east-1")
-    server = moto_server.ThreadedMotoServer(ip_address="127.0.0.1", port=port)
-    server.start()
-    try:
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        server.stop()
-
-
-def test_s3_csv_gz_matches_local(data_dir, tmp_path, s3_server):
+def test_s3_csv_gz_matches_local(data_dir, tmp_path, s3_bucket):
     import s3fs
 
-    options = {"key": "x", "secret": "x", "client_kwargs": {"endpoint_url": s3_server}}
+    bucket, options = s3_bucket
     fs = s3fs.S3FileSystem(**options)
-    fs.mkdir("sources")
     local = data_dir / "compositions" / "matbench_glass.csv"
     gz = compressed_copy(local, tmp_path, "gz")
-    fs.put(str(gz), "sources/glass.csv.gz")
-    fs.put(str(local), "sources/glass.csv")
+    fs.put(str(gz), f"{bucket}/glass.csv.gz")
+    fs.put(str(local), f"{bucket}/glass.csv")
     expected = read_all(open_source(str(local)), 1000)
     for name in ("glass.csv.gz", "glass.csv"):
-        source = open_source(f"s3://sources/{name}", storage_options=options)
+        source = open_source(f"{bucket}/{name}", storage_options=options)
         pd.testing.assert_frame_equal(read_all(source, 1000), expected)
         stamp = json.loads(source.fingerprint())["stamp"]
-        assert stamp == fs.info(f"sources/{name}")["ETag"]
+        assert stamp == fs.info(f"{bucket}/{name}")["ETag"]
     s3fs.S3FileSystem.clear_instance_cache()

@@ -16,7 +16,6 @@ from __future__ import annotations
 import argparse
 import io
 import json
-import logging
 import struct
 import tarfile
 import threading
@@ -587,56 +586,15 @@ class TestPostgres(ZooContract):
         return {"catalog": url, "artifacts": str(tmp_path / "artifacts")}
 
 
-@pytest.fixture(scope="module")
-def s3_endpoint():
-    """A moto S3 server on 127.0.0.1 (a free port), stopped at the end of the module."""
-    from moto.server import ThreadedMotoServer
-
-    requests_log = logging.getLogger("werkzeug")
-    level = requests_log.level
-    requests_log.setLevel(logging.WARNING)
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
-    server.start()
-    try:
-        host, port = server.get_host_and_port()
-        assert host == "127.0.0.1"
-        yield f"http://{host}:{port}"
-    finally:
-        server.stop()
-        requests_log.setLevel(level)
-
-
 class TestS3(ZooContract):
     """A SQLite catalog with the artifacts in an S3 bucket (moto on 127.0.0.1)."""
 
     @pytest.fixture
-    def location(self, s3_endpoint, tmp_path, monkeypatch) -> dict:
-        import boto3
-
-        for name, value in {
-            "AWS_ACCESS_KEY_ID": "testing",
-            "AWS_SECRET_ACCESS_KEY": "testing",
-            "AWS_SESSION_TOKEN": "testing",
-            "AWS_DEFAULT_REGION": "us-east-1",
-            "AWS_ENDPOINT_URL": s3_endpoint,
-        }.items():
-            monkeypatch.setenv(name, value)
-        options = {
-            "key": "testing",
-            "secret": "testing",
-            "client_kwargs": {"endpoint_url": s3_endpoint, "region_name": "us-east-1"},
-        }
-        bucket = f"xenonscale-zoo-{uuid.uuid4().hex[:12]}"
-        boto3.client(
-            "s3",
-            endpoint_url=s3_endpoint,
-            region_name="us-east-1",
-            aws_access_key_id="testing",
-            aws_secret_access_key="testing",
-        ).create_bucket(Bucket=bucket)
+    def location(self, s3_bucket, tmp_path) -> dict:
+        bucket, options = s3_bucket
         return {
             "catalog": f"sqlite:///{tmp_path / 'catalog.sqlite'}",
-            "artifacts": f"s3://{bucket}/models",
+            "artifacts": f"{bucket}/models",
             "storage_options": options,
         }
 
