@@ -34,7 +34,7 @@ def test_retrain_is_idempotent_and_promotes_only_when_not_worse(tmp_path, data_d
     _featurize(first, store, dask_client)
     zoo = Zoo(str(tmp_path / "zoo"))
     common = dict(zoo=zoo, progress=False, accelerator="cpu", patience=100)
-    trained = train_model(store, "target", name="gap", output=tmp_path / "m1", max_epochs=12,
+    trained = train_model(store, "target", name="gap", output=tmp_path / "m1", max_epochs=8,
                           **common)  # fmt: skip
     zoo.promote(trained.ref)
 
@@ -52,7 +52,7 @@ def test_retrain_is_idempotent_and_promotes_only_when_not_worse(tmp_path, data_d
     assert [r["action"] for r in retrain(zoo=zoo, progress=False)] == ["up to date"]
 
     # an age policy makes it stale again; a real retrain is better and is promoted
-    (row,) = retrain(zoo=zoo, max_age_days=0, max_epochs=25, progress=False)
+    (row,) = retrain(zoo=zoo, max_age_days=0, max_epochs=15, progress=False)
     assert row["reason"] == "older than 0 days" and row["new"] == "gap@3"
     assert row["action"] == "promoted" and row["mae_new"] <= row["mae_current"]
     assert str(zoo.production("gap")) == "gap@3"
