@@ -79,9 +79,9 @@ def _parser() -> argparse.ArgumentParser:
     demo.add_argument("--epochs", type=int, default=15, help="training epochs of the model")
 
     # Commands in their own modules add their parsers and set ``handler``.
-    from xenonscale.cli import train, zoo
+    from xenonscale.cli import train, transfer, zoo
 
-    for module in (train, zoo):
+    for module in (train, zoo, transfer):
         module.add_parser(sub)
     return parser
 

@@ -156,7 +156,9 @@ class PropertyModel(nn.Module):
             raise ConfigError(f"input_clip={clip!r}: use a positive bound (standard deviations)")
         self.config = mlp_config(**options) | {"input_clip": clip}
         self.inputs = Standardize(self.config["in_features"], clip)
-        self.backbone = MLP(**options | {k: self.config[k] for k in _DEFAULTS})
+        self.backbone = MLP(
+            **{k: self.config[k] for k in ("in_features", "out_features", *_DEFAULTS)}
+        )
         self.register_buffer("target_mean", torch.zeros(self.config["out_features"]))
         self.register_buffer("target_std", torch.ones(self.config["out_features"]))
 

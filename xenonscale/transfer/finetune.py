@@ -1,0 +1,314 @@
+"""Fine-tuning a zoo model on a small dataset: same backbone, new head, chosen layers trained.
+
+:func:`fine_tune` starts from a zoo model's
+:class:`~xenonscale.models.backbones.PropertyModel`: its input scaling and its
+hidden blocks are copied, the head is a new ``nn.Linear`` for the new number
+of targets, and the target scaling is refitted on the new training rows. The
+raw inputs are featurized with the source model's own featurizer
+(:attr:`ZooModel.featurizer`). Then the existing Lightning module
+(:class:`~xenonscale.models.module.PropertyRegressor`, which optimizes only
+parameters with ``requires_grad``) trains it, with ``freeze``:
+
+``"all"``
+    every hidden block frozen: only the new head learns (a linear probe
+    trained by gradient descent);
+``"last"``
+    the last hidden block and the head learn;
+``"none"``
+    everything learns (the input scaling is a buffer: it never changes).
+
+Frozen blocks are kept in eval mode while training (their BatchNorm
+statistics and dropout are those of the source model), so "frozen" means
+the block computes exactly what it computed in the source model. A random
+``val_fraction`` of the rows picks the best epoch (early stopping).
+
+Examples
+--------
+>>> from xenonscale.transfer.finetune import fine_tune
+>>> tuned = fine_tune("mp-gap", ["Fe2O3", "NaCl"], [2.1, 8.5], freeze="last")  # doctest: +SKIP
+>>> tuned.predict(["GaN"])  # doctest: +SKIP
+array([3.1], dtype=float32)
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import lightning as L
+import numpy as np
+import torch
+from torch import nn
+
+from xenonscale.errors import ConfigError
+from xenonscale.featurize.base import errors_frame
+from xenonscale.models.backbones import PropertyModel
+from xenonscale.models.data import ArrayStream
+from xenonscale.models.module import PropertyRegressor
+from xenonscale.models.splits import split_indices
+
+__all__ = ["FREEZE_MODES", "FineTuned", "featurize_for", "fine_tune", "transfer_model"]
+
+FREEZE_MODES = ("all", "last", "none")
+
+
+def featurize_for(source, inputs: Sequence[object]) -> tuple[np.ndarray, np.ndarray, list]:
+    """``(float32 features, ok mask, errors)`` of raw ``inputs`` with a zoo model's featurizer."""
+    batch = source.featurizer.featurize_batch(list(inputs))
+    return np.asarray(batch.values, np.float32), np.asarray(batch.ok, bool), list(batch.errors)
+
+
+def transfer_model(
+    source_model: PropertyModel, out_features: int, freeze: str, seed: int = 0
+) -> PropertyModel:
+    """A copy of ``source_model`` with a new seeded head and ``freeze`` applied (no scaling fit).
+
+    Input scaling and hidden blocks are copied; the head is a new
+    ``nn.Linear(last width, out_features)``; target scaling is reset to
+    (0, 1) until :meth:`PropertyModel.fit_scaling` sets it.
+    """
+    if freeze not in FREEZE_MODES:
+        raise ConfigError(f"freeze={freeze!r}: use one of {', '.join(FREEZE_MODES)}")
+    config = dict(source_model.config) | {"out_features": int(out_features)}
+    model = PropertyModel(config)
+    state = {
+        k: v
+        for k, v in source_model.state_dict().items()
+        if not k.startswith("backbone.head.") and not k.startswith("target_")
+    }
+    missing, unexpected = model.load_state_dict(state, strict=False)
+    assert not unexpected and all(k.startswith(("backbone.head.", "target_")) for k in missing)
+    generator = torch.Generator().manual_seed(int(seed))
+    head = model.backbone.head
+    bound = 1.0 / np.sqrt(head.in_features)
+    with torch.no_grad():  # nn.Linear's default init, seeded
+        head.weight.uniform_(-bound, bound, generator=generator)
+        head.bias.uniform_(-bound, bound, generator=generator)
+    for block in frozen_blocks(model, freeze):
+        for parameter in block.parameters():
+            parameter.requires_grad_(False)
+    return model
+
+
+def frozen_blocks(model: PropertyModel, freeze: str) -> list[nn.Module]:
+    """The hidden blocks ``freeze`` keeps fixed (all, all but the last, or none)."""
+    blocks = list(model.backbone.blocks)
+    return {"all": blocks, "last": blocks[:-1], "none": []}[freeze]
+
+
+class _FrozenInEval(L.Callback):
+    """Keep frozen blocks in eval mode (BatchNorm statistics, no dropout) during training."""
+
+    def __init__(self, blocks: list[nn.Module]):
+        self.blocks = blocks
+
+    def on_train_batch_start(self, trainer, module, batch, batch_idx) -> None:
+        for block in self.blocks:
+            block.eval()
+
+
+class _KeepBest(L.Callback):
+    """Keep (in memory) the weights of the epoch with the lowest ``val_mae``."""
+
+    def __init__(self):
+        self.best, self.state = float("inf"), None
+
+    def on_validation_end(self, trainer, module) -> None:
+        value = trainer.callback_metrics.get("val_mae")
+        if trainer.sanity_checking or value is None or not float(value) < self.best:
+            return
+        self.best = float(value)
+        self.state = {k: v.detach().clone() for k, v in module.model.state_dict().items()}
+
+
+class FineTuned:
+    """A fine-tuned model that predicts from raw inputs (what :func:`fine_tune` returns).
+
+    Attributes
+    ----------
+    model : PropertyModel
+        The network (eval mode); registrable in the zoo as it is.
+    source : ZooModel
+        The source model (its featurizer featurizes new inputs).
+    freeze : str
+        The freeze mode it was trained with.
+    targets : list of str
+    fallback_ : numpy.ndarray
+        Training-target mean (for scoring rows the featurizer cannot read).
+    errors_ : pandas.DataFrame
+        Rows of the last :meth:`predict` that could not be featurized (NaN there).
+    history_ : list of dict
+        Per-epoch ``val_mae``.
+    """
+
+    def __init__(
+        self,
+        model: PropertyModel,
+        source,
+        freeze: str,
+        targets: Sequence[str],
+        fallback: np.ndarray,
+        history: list[dict] | None = None,
+    ):
+        self.model = model.eval()
+        self.source = source
+        self.freeze = freeze
+        self.targets = list(targets)
+        self.fallback_ = np.asarray(fallback, np.float64)
+        self.history_ = history or []
+        self.errors_ = errors_frame([])
+
+    def __repr__(self) -> str:
+        return f"FineTuned(source={str(self.source.ref)!r}, freeze={self.freeze!r})"
+
+    @property
+    def name(self) -> str:
+        return f"finetune[{self.freeze}]:{self.source.ref}"
+
+    def predict_features(self, x: np.ndarray) -> np.ndarray:
+        from xenonscale.models.training import predict_array
+
+        return predict_array(self.model, np.asarray(x, np.float32)).astype(np.float64)
+
+    def predict(self, inputs: Sequence[object]) -> np.ndarray:
+        """Predictions ``float64[n]`` (one target) or ``[n, targets]``; NaN where unreadable."""
+        x, ok, errors = featurize_for(self.source, inputs)
+        out = np.full((len(ok), len(self.targets)), np.nan)
+        if ok.any():
+            out[ok] = self.predict_features(x[ok])
+        self.errors_ = errors_frame(errors)
+        return out[:, 0] if len(self.targets) == 1 else out
+
+    def card(self, metrics: dict | None = None) -> dict:
+        """A zoo card for :attr:`model` (featurizer and tables of the source, provenance)."""
+        source = self.source.card
+        return {
+            "featurizer": source.get("featurizer"),
+            "feature_labels": source.get("feature_labels"),
+            "element_tables": source.get("element_tables"),
+            "targets": self.targets,
+            "metrics": metrics or {},
+            "transfer": {
+                "source": str(self.source.ref),
+                "freeze": self.freeze,
+                "epochs": len(self.history_),
+            },
+        }
+
+
+def _load(source, zoo):
+    from xenonscale.zoo import Zoo, ZooModel
+
+    if isinstance(source, ZooModel):
+        return source
+    if isinstance(zoo, Zoo):
+        return zoo.load(source)
+    with Zoo(zoo) as opened:
+        return opened.load(source)
+
+
+def fine_tune(
+    source,
+    inputs: Sequence[object],
+    y,
+    *,
+    zoo=None,
+    freeze: str = "last",
+    targets: Sequence[str] | None = None,
+    max_epochs: int = 200,
+    patience: int = 20,
+    lr: float = 1e-3,
+    weight_decay: float = 1e-5,
+    batch_size: int = 64,
+    val_fraction: float = 0.1,
+    seed: int = 0,
+    features: tuple[np.ndarray, np.ndarray] | None = None,
+) -> FineTuned:
+    """Fine-tune zoo model ``source`` on ``(inputs, y)`` (see the module docstring).
+
+    Parameters
+    ----------
+    source
+        A zoo reference (``name`` / ``name@version``) or a loaded ``ZooModel``.
+    inputs, y
+        Raw inputs (formulas, ...) and targets ``[n]`` or ``[n, targets]``.
+        Rows the featurizer cannot read and non-finite targets are left out.
+    features
+        Optional precomputed ``(features, ok)`` of ``inputs`` with the source's
+        featurizer (saves featurizing again in cross-validation).
+
+    Returns
+    -------
+    FineTuned
+    """
+    source = _load(source, zoo)
+    y = np.asarray(y, dtype=np.float32)
+    y = y[:, None] if y.ndim == 1 else y
+    inputs = list(inputs)
+    if len(inputs) != len(y):
+        raise ConfigError(f"{len(inputs)} inputs but {len(y)} targets: give one row per input")
+    targets = list(
+        targets or (["target"] if y.shape[1] == 1 else [f"target_{i}" for i in range(y.shape[1])])
+    )
+    x, ok = features if features is not None else featurize_for(source, inputs)[:2]
+    usable = np.flatnonzero(ok & np.isfinite(y).all(axis=1))
+    if len(usable) < 4:
+        raise ConfigError(
+            f"fine_tune: {len(usable)} usable rows (readable input, finite target); give at least 4"
+        )
+    parts = split_indices(len(usable), method="random", val_fraction=val_fraction, seed=seed)
+    train, val = usable[parts["train"]], usable[parts["val"]]
+    if not len(val):
+        val = train
+    L.seed_everything(seed, workers=False, verbose=False)
+    model = transfer_model(source.model, y.shape[1], freeze, seed)
+    y_train = y[train]
+    model.fit_scaling(
+        model.inputs.mean, model.inputs.std, y_train.mean(axis=0), y_train.std(axis=0)
+    )
+    module = PropertyRegressor(
+        model, targets=targets, lr=lr, weight_decay=weight_decay, scheduler="none"
+    )
+    keep, history = _KeepBest(), []
+
+    class _History(L.Callback):
+        def on_validation_end(self, trainer, module) -> None:
+            if not trainer.sanity_checking:
+                history.append(
+                    {
+                        "epoch": trainer.current_epoch,
+                        "val_mae": float(trainer.callback_metrics["val_mae"]),
+                    }
+                )
+
+    trainer = L.Trainer(
+        max_epochs=max_epochs,
+        accelerator="cpu",
+        devices=1,
+        callbacks=[
+            L.pytorch.callbacks.EarlyStopping("val_mae", patience=patience, mode="min"),
+            _FrozenInEval(frozen_blocks(model, freeze)),
+            keep,
+            _History(),
+        ],
+        enable_checkpointing=False,
+        logger=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        num_sanity_val_steps=0,
+    )
+    # A last batch of one row breaks BatchNorm in train mode: drop it (reshuffled each epoch).
+    n_train = len(train) - (1 if len(train) % batch_size == 1 else 0)
+    train_stream = ArrayStream(
+        x[train][:n_train], y[train][:n_train], batch_size=batch_size, shuffle=True, seed=seed
+    )
+    val_stream = ArrayStream(x[val], y[val], batch_size=4096, shuffle=False)
+    trainer.fit(
+        module,
+        train_dataloaders=torch.utils.data.DataLoader(train_stream, batch_size=None),
+        val_dataloaders=torch.utils.data.DataLoader(val_stream, batch_size=None),
+    )
+    if keep.state is not None:
+        model.load_state_dict(keep.state)
+    for parameter in model.parameters():
+        parameter.requires_grad_(True)
+    return FineTuned(model, source, freeze, targets, y_train.mean(axis=0), history)

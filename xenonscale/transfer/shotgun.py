@@ -1,0 +1,517 @@
+"""Shotgun transfer: score many zoo models on a small dataset in parallel, keep the best.
+
+For a small target dataset (raw inputs + ``y``), every candidate source model
+(each compatible zoo model — same input kind — or a given list) is scored in
+its own Dask task. The task loads the model from the zoo *location* (a
+string: workers open the zoo themselves, nothing large is shipped), computes
+its frozen features (hidden activations of the last ``depth`` blocks) for all
+rows once, and returns the K-fold cross-validated out-of-fold predictions of a
+cheap learner on them (and, with ``finetune``, of fine-tuning the model with
+that freeze mode in each fold). Sources are ranked by CV MAE; the final
+predictor is refitted on all rows from the best source (``top_k=1``) or is
+the average of the top ``k`` (``top_k>1``).
+
+The baseline is the same learner, from scratch, on the project's own
+descriptors (XenonPy ``classic`` on ``xenonpy58``), on the **same folds**
+(``KFold(n_splits=cv, shuffle=True, random_state=seed)``, Matbench's protocol
+with ``seed=18012019``).
+
+Learners (``learner=``):
+
+``ridge`` (default)
+    ``StandardScaler`` → clip to ±10 σ → ``RidgeCV`` (α on a log grid by efficient
+    leave-one-out). Closed form, deterministic, milliseconds for a few
+    thousand rows: a linear probe measures how much of the target a source
+    model's representation already holds, which is what ranking sources
+    needs, and it cannot overfit a 200-row dataset the way boosted trees on
+    512 features can. The baseline gets the same learner.
+``krr``
+    ``StandardScaler`` → clip to ±10 σ → RBF ``KernelRidge`` with α and γ chosen by an inner
+    3-fold grid search: non-linear, still cheap below a few thousand rows.
+``gbm``
+    ``HistGradientBoostingRegressor`` (seeded): non-linear, slower.
+
+Rows a featurizer cannot read get the training-fold mean as their prediction
+(and are counted), so every source and the baseline are scored on exactly the
+same rows.
+
+Selection bias: the CV MAE of the chosen source is the minimum over many
+candidates and therefore optimistic; an untouched test set (``test=``) gives
+the honest number.
+
+Examples
+--------
+>>> from xenonscale.transfer.shotgun import shotgun
+>>> result = shotgun(formulas, gaps, zoo="zoo", cv=5, seed=18012019)  # doctest: +SKIP
+>>> result.ranking[0]["name"], result.mae, result.baseline_mae  # doctest: +SKIP
+('mp-gap@1', 0.41, 0.52)
+>>> result.predictor.predict(["GaN"])  # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+import time
+import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from xenonscale.errors import ConfigError
+from xenonscale.featurize.base import errors_frame
+
+__all__ = [
+    "BASELINE_SPEC",
+    "LEARNERS",
+    "Ensemble",
+    "FeaturePredictor",
+    "ShotgunResult",
+    "compatible_sources",
+    "cv_folds",
+    "make_learner",
+    "shotgun",
+]
+
+LEARNERS = ("ridge", "krr", "gbm")
+#: Bound on the learners' standardized features (as in PropertyModel's input scaling).
+CLIP = 10.0
+#: The baseline's descriptors: XenonPy ``classic`` pooling on the ``xenonpy58`` table.
+BASELINE_SPEC = {
+    "kind": "composition",
+    "names": ["classic"],
+    "elements": "xenonpy58",
+    "on_error": "record",
+}
+
+
+def make_learner(name: str = "ridge", seed: int = 0):
+    """A fresh scikit-learn regressor (see the module docstring)."""
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import FunctionTransformer, StandardScaler
+
+    # z-scores clipped to ±10, as PropertyModel's input scaling does: one compound with an
+    # almost-constant descriptor far out (z ~ 1e5) would otherwise get an absurd prediction
+    clip = FunctionTransformer(np.clip, kw_args={"a_min": -CLIP, "a_max": CLIP})
+    if name == "ridge":
+        from sklearn.linear_model import RidgeCV
+
+        return make_pipeline(StandardScaler(), clip, RidgeCV(alphas=np.logspace(-3, 4, 15)))
+    if name == "krr":
+        from sklearn.kernel_ridge import KernelRidge
+        from sklearn.model_selection import GridSearchCV, KFold
+
+        grid = {"alpha": [1e-3, 1e-2, 1e-1, 1.0], "gamma": [1e-4, 1e-3, 1e-2]}
+        search = GridSearchCV(
+            KernelRidge(kernel="rbf"),
+            grid,
+            scoring="neg_mean_absolute_error",
+            cv=KFold(3, shuffle=True, random_state=seed),
+        )
+        return make_pipeline(StandardScaler(), clip, search)
+    if name == "gbm":
+        from sklearn.ensemble import HistGradientBoostingRegressor
+
+        return HistGradientBoostingRegressor(max_iter=300, learning_rate=0.05, random_state=seed)
+    raise ConfigError(f"learner={name!r}: use one of {', '.join(LEARNERS)}")
+
+
+def cv_folds(n: int, k: int, seed: int) -> list[tuple[np.ndarray, np.ndarray]]:
+    """``KFold(n_splits=k, shuffle=True, random_state=seed)`` train/validation positions."""
+    from sklearn.model_selection import KFold
+
+    if not 2 <= k <= n:
+        raise ConfigError(f"cv={k!r}: use 2 ≤ folds ≤ rows ({n})")
+    return [
+        (a.astype(np.int64), b.astype(np.int64))
+        for a, b in KFold(n_splits=k, shuffle=True, random_state=seed).split(np.arange(n))
+    ]
+
+
+def _oof(
+    x: np.ndarray, ok: np.ndarray, y: np.ndarray, folds, learner: str, seed: int
+) -> np.ndarray:
+    """Out-of-fold predictions; unreadable rows get the training-fold mean."""
+    out = np.empty(len(y))
+    for train, val in folds:
+        fit = train[ok[train]]
+        model = make_learner(learner, seed).fit(x[fit], y[fit])
+        out[val] = y[train].mean()
+        readable = val[ok[val]]
+        if len(readable):
+            out[readable] = model.predict(x[readable])
+    return out
+
+
+def _single_threaded():
+    import torch
+    from threadpoolctl import threadpool_limits
+
+    torch.set_num_threads(1)
+    return threadpool_limits(1)
+
+
+def _score_source(
+    catalog: str,
+    artifacts: str,
+    ref: str,
+    inputs: list,
+    y: np.ndarray,
+    folds,
+    learner: str,
+    depth: int,
+    finetune: str | None,
+    seed: int,
+    finetune_options: dict,
+) -> dict:
+    """One Dask task: load ``ref`` from the zoo location, CV-score its frozen features."""
+    from xenonscale.transfer.finetune import featurize_for, fine_tune
+    from xenonscale.transfer.frozen import hidden_activations
+    from xenonscale.zoo import Zoo
+
+    started = time.perf_counter()
+    with _single_threaded(), Zoo(catalog, artifacts=artifacts) as zoo:
+        source = zoo.load(ref)
+        x, ok, _ = featurize_for(source, inputs)
+        blocks = _blocks(source, depth)
+        hidden = hidden_activations(source.model, np.nan_to_num(x), blocks)
+        oof = _oof(hidden, ok, y, folds, learner, seed)
+        row = {
+            "name": str(source.ref),
+            "method": f"frozen+{learner}",
+            "depth": depth,
+            "cv_mae": float(np.abs(oof - y).mean()),
+            "oof": oof,
+            "unreadable": int((~ok).sum()),
+        }
+        row["frozen_cv_mae"] = row["cv_mae"]
+        if finetune:
+            tuned = np.empty(len(y))
+            for train, val in folds:
+                model = fine_tune(
+                    source,
+                    [inputs[i] for i in train],
+                    y[train],
+                    freeze=finetune,
+                    seed=seed,
+                    features=(x[train], ok[train]),
+                    **finetune_options,
+                )
+                tuned[val] = y[train].mean()
+                readable = val[ok[val]]
+                if len(readable):
+                    tuned[readable] = model.predict_features(x[readable])[:, 0]
+            row["finetune_cv_mae"] = float(np.abs(tuned - y).mean())
+            if row["finetune_cv_mae"] < row["cv_mae"]:
+                row |= {
+                    "method": f"finetune[{finetune}]",
+                    "cv_mae": row["finetune_cv_mae"],
+                    "oof": tuned,
+                }
+    row["seconds"] = round(time.perf_counter() - started, 3)
+    return row
+
+
+def _score_baseline(inputs: list, y: np.ndarray, folds, learner: str, seed: int) -> dict:
+    """One Dask task: the same learner on the baseline descriptors, same folds."""
+    from xenonscale.zoo.card import featurizer_spec
+
+    started = time.perf_counter()
+    with _single_threaded():
+        batch = featurizer_spec(BASELINE_SPEC).build().featurize_batch(inputs)
+        x, ok = np.nan_to_num(np.asarray(batch.values, np.float32)), np.asarray(batch.ok, bool)
+        oof = _oof(x, ok, y, folds, learner, seed)
+    return {
+        "name": "baseline",
+        "method": f"classic/xenonpy58+{learner}",
+        "cv_mae": float(np.abs(oof - y).mean()),
+        "oof": oof,
+        "unreadable": int((~ok).sum()),
+        "seconds": round(time.perf_counter() - started, 3),
+    }
+
+
+def _blocks(source, depth: int) -> list[int]:
+    n = len(source.model.config["hidden"])
+    depth = min(int(depth), n)
+    return list(range(n - depth, n))
+
+
+def compatible_sources(zoo, kind: str = "composition") -> list[str]:
+    """Names (production, else latest version) of zoo models whose featurizer takes ``kind``."""
+    listing = zoo.list()
+    names = sorted(set(listing["name"])) if len(listing) else []
+    out = []
+    for name in names:
+        featurizer = zoo.show(name).get("featurizer")
+        if isinstance(featurizer, dict) and featurizer.get("kind") == kind:
+            out.append(name)
+    return out
+
+
+class FeaturePredictor:
+    """A scikit-learn learner on frozen features (or, with no source, on the baseline descriptors).
+
+    Not registrable in the zoo: the zoo stores PropertyModels as safetensors,
+    and a fitted scikit-learn model could only be stored by pickling it.
+    """
+
+    def __init__(self, source, learner, depth: int, fallback: float, name: str):
+        self.source, self.learner, self.depth = source, learner, depth
+        self.fallback_ = float(fallback)
+        self.name = name
+        self.errors_ = errors_frame([])
+
+    def __repr__(self) -> str:
+        return f"FeaturePredictor({self.name!r})"
+
+    def features(self, inputs: Sequence[object]) -> tuple[np.ndarray, np.ndarray, list]:
+        from xenonscale.transfer.finetune import featurize_for
+        from xenonscale.transfer.frozen import hidden_activations
+        from xenonscale.zoo.card import featurizer_spec
+
+        if self.source is None:
+            batch = featurizer_spec(BASELINE_SPEC).build().featurize_batch(list(inputs))
+            x, ok, errors = np.asarray(batch.values, np.float32), batch.ok, batch.errors
+            return np.nan_to_num(x), np.asarray(ok, bool), list(errors)
+        x, ok, errors = featurize_for(self.source, inputs)
+        hidden = hidden_activations(
+            self.source.model, np.nan_to_num(x), _blocks(self.source, self.depth)
+        )
+        return hidden, ok, errors
+
+    def predict(self, inputs: Sequence[object]) -> np.ndarray:
+        """``float64[n]``; NaN for unreadable rows (listed in ``errors_``)."""
+        x, ok, errors = self.features(inputs)
+        out = np.full(len(ok), np.nan)
+        if ok.any():
+            out[ok] = self.learner.predict(x[ok])
+        self.errors_ = errors_frame(errors)
+        return out
+
+
+class Ensemble:
+    """The average of several predictors (each with ``predict`` → ``float64[n]``)."""
+
+    def __init__(self, members: Sequence[object]):
+        self.members = list(members)
+        self.fallback_ = float(np.mean([m.fallback_ for m in self.members]))
+
+    @property
+    def name(self) -> str:
+        return "ensemble(" + ", ".join(m.name for m in self.members) + ")"
+
+    def predict(self, inputs: Sequence[object]) -> np.ndarray:
+        inputs = list(inputs)
+        stacked = np.stack([np.ravel(m.predict(inputs)) for m in self.members])
+        return stacked.mean(axis=0)  # NaN where any member could not read the input
+
+
+@dataclass
+class ShotgunResult:
+    """What :func:`shotgun` found: the ranking, CV scores, the final predictors and folds."""
+
+    ranking: list[dict]
+    mae: float
+    baseline_mae: float
+    method: str
+    predictor: object
+    baseline: FeaturePredictor
+    folds: list[tuple[np.ndarray, np.ndarray]]
+    oof: np.ndarray
+    baseline_oof: np.ndarray
+    y: np.ndarray
+    seconds: float
+    details: dict = field(default_factory=dict)
+
+
+def _zoo_location(zoo) -> tuple[str, str]:
+    from xenonscale.zoo import Zoo
+
+    if isinstance(zoo, Zoo):
+        return zoo.catalog.url, zoo.artifacts.root
+    from xenonscale.zoo.zoo import resolve_location
+
+    return resolve_location(zoo)
+
+
+def shotgun(
+    inputs: Sequence[object],
+    y,
+    *,
+    zoo=None,
+    sources: Sequence[str] | None = None,
+    kind: str = "composition",
+    cv: int = 5,
+    seed: int = 0,
+    learner: str = "ridge",
+    depth: int = 1,
+    top_k: int = 1,
+    finetune: str | None = None,
+    finetune_options: dict | None = None,
+    client=None,
+    workers: int | None = None,
+    scheduler: str | None = None,
+) -> ShotgunResult:
+    """Score sources in parallel on Dask, rank them, build the final predictor (module docstring).
+
+    Parameters
+    ----------
+    inputs, y
+        Raw inputs (formulas) and one finite target per input.
+    zoo
+        A :class:`~xenonscale.zoo.Zoo` or its location. Workers open it from
+        its location, so it must be reachable from them (a shared folder, or
+        PostgreSQL + S3 on a cluster); a ``Zoo`` with non-default
+        ``storage_options`` cannot be reopened there.
+    sources
+        Zoo references; default: :func:`compatible_sources` for ``kind``.
+    cv, seed
+        ``KFold(cv, shuffle=True, random_state=seed)`` for every candidate and the baseline.
+    learner, depth
+        The cheap learner (``ridge``, ``krr``, ``gbm``) and how many hidden
+        blocks (from the last) give the frozen features.
+    top_k
+        1: the best source alone; k > 1: the average of the best k.
+    finetune
+        ``None``, or a freeze mode (``all``, ``last``, ``none``): also score
+        fine-tuning in each fold and keep whichever is better per source.
+    client, workers, scheduler
+        A Dask client, else one from :func:`xenonscale.cluster.get_client`.
+    """
+    from xenonscale.cluster import close_client, get_client
+    from xenonscale.zoo import Zoo
+
+    started = time.perf_counter()
+    if learner not in LEARNERS:
+        raise ConfigError(f"learner={learner!r}: use one of {', '.join(LEARNERS)}")
+    inputs = list(inputs)
+    y = np.asarray(y, dtype=np.float64).ravel()
+    if len(inputs) != len(y):
+        raise ConfigError(f"{len(inputs)} inputs but {len(y)} targets: give one per input")
+    if not np.isfinite(y).all():
+        bad = np.flatnonzero(~np.isfinite(y))[:5].tolist()
+        raise ConfigError(f"targets at rows {bad} are not finite: drop those rows first")
+    if top_k < 1:
+        raise ConfigError(f"top_k={top_k!r}: use 1 (best source) or more (ensemble)")
+    catalog, artifacts = _zoo_location(zoo)
+    with Zoo(catalog, artifacts=artifacts) as opened:
+        refs = list(sources) if sources else compatible_sources(opened, kind)
+    if not refs:
+        raise ConfigError(
+            f"no source models of kind {kind!r} in the zoo {catalog!r}: "
+            "train some (xenonscale zoo build --preset mp) or pass sources"
+        )
+    folds = cv_folds(len(y), cv, seed)
+    call = uuid.uuid4().hex  # unique task keys: Dask would reuse a finished task's result
+    own = client is None
+    client = client or get_client(scheduler, workers=workers, quiet=True)
+    try:
+        shared_inputs, shared_y = client.scatter([inputs, y], broadcast=True)
+        futures = [
+            client.submit(
+                _score_source,
+                catalog,
+                artifacts,
+                ref,
+                shared_inputs,
+                shared_y,
+                folds,
+                learner,
+                depth,
+                finetune,
+                seed,
+                dict(finetune_options or {}),
+                key=f"transfer-score-{ref}-{call}-{i}",
+                pure=False,
+            )
+            for i, ref in enumerate(refs)
+        ]
+        futures.append(
+            client.submit(
+                _score_baseline,
+                shared_inputs,
+                shared_y,
+                folds,
+                learner,
+                seed,
+                key=f"transfer-baseline-{call}",
+                pure=False,
+            )
+        )
+        rows = client.gather(futures)
+    finally:
+        if own:
+            close_client(client)
+    baseline_row = rows.pop()
+    ranking = sorted(rows, key=lambda r: (r["cv_mae"], r["name"]))
+    top = ranking[: min(top_k, len(ranking))]
+    oof = np.mean([r["oof"] for r in top], axis=0)
+    members = [
+        _final(
+            r,
+            inputs,
+            y,
+            zoo if isinstance(zoo, Zoo) else (catalog, artifacts),
+            learner,
+            depth,
+            finetune_options,
+            seed,
+        )
+        for r in top
+    ]
+    predictor = members[0] if len(members) == 1 else Ensemble(members)
+    baseline = _fit_feature_predictor(None, inputs, y, learner, depth, seed, "baseline")
+    method = (
+        top[0]["method"] + ":" + top[0]["name"]
+        if len(top) == 1
+        else ("ensemble of " + ", ".join(f"{r['method']}:{r['name']}" for r in top))
+    )
+    return ShotgunResult(
+        ranking=[{k: v for k, v in r.items() if k != "oof"} for r in ranking],
+        mae=float(np.abs(oof - y).mean()),
+        baseline_mae=baseline_row["cv_mae"],
+        method=method,
+        predictor=predictor,
+        baseline=baseline,
+        folds=folds,
+        oof=oof,
+        baseline_oof=baseline_row["oof"],
+        y=y,
+        seconds=time.perf_counter() - started,
+        details={
+            "baseline": {k: v for k, v in baseline_row.items() if k != "oof"},
+            "learner": learner,
+            "depth": depth,
+            "top_k": len(top),
+            "cv": cv,
+            "seed": seed,
+            "finetune": finetune,
+        },
+    )
+
+
+def _fit_feature_predictor(source, inputs, y, learner, depth, seed, name) -> FeaturePredictor:
+    predictor = FeaturePredictor(source, None, depth, float(y.mean()), name)
+    x, ok, _ = predictor.features(inputs)
+    predictor.learner = make_learner(learner, seed).fit(x[ok], y[ok])
+    return predictor
+
+
+def _final(row: dict, inputs, y, zoo, learner, depth, finetune_options, seed):
+    """Refit the chosen method of one ranked source on all rows."""
+    from xenonscale.transfer.finetune import fine_tune
+    from xenonscale.zoo import Zoo
+
+    if isinstance(zoo, Zoo):
+        source = zoo.load(row["name"])
+    else:
+        with Zoo(zoo[0], artifacts=zoo[1]) as opened:
+            source = opened.load(row["name"])
+    if row["method"].startswith("finetune["):
+        freeze = row["method"][len("finetune[") : -1]
+        return fine_tune(
+            source, inputs, y, freeze=freeze, seed=seed, **dict(finetune_options or {})
+        )
+    return _fit_feature_predictor(
+        source, inputs, y, learner, depth, seed, f"{row['method']}:{row['name']}"
+    )
