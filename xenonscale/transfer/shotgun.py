@@ -406,7 +406,10 @@ def shotgun(
     own = client is None
     client = client or get_client(scheduler, workers=workers, quiet=True)
     try:
-        shared_inputs, shared_y = client.scatter([inputs, y], broadcast=True)
+        # One scattered copy per call (hash=False: unique keys). Broadcasting the same
+        # content-hashed keys on every call stalled worker-to-worker transfers under
+        # distributed 2026.7 (a second call with equal inputs never finished).
+        shared_inputs, shared_y = client.scatter([inputs, y], hash=False)
         futures = [
             client.submit(
                 _score_source,
