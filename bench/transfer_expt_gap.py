@@ -151,6 +151,7 @@ def main() -> None:
                     seed=SEED,
                     learner=args.learner,
                     top_k=args.top_k,
+                    allow_baseline=False,  # measure transfer itself against the baseline
                     client=client,
                 )
                 fallback = float(y[pick].mean())

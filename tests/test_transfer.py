@@ -200,11 +200,13 @@ def test_shotgun_ranks_sources_in_parallel_on_dask(tiny_zoo, expt_gap, dask_clie
     rows = expt_gap.iloc[:300]
     inputs, y = rows["formula"].tolist(), rows["target"].to_numpy()
     with get_task_stream(dask_client) as stream:
-        first = shotgun(inputs, y, zoo=tiny_zoo, cv=4, seed=42, client=dask_client, top_k=2)
+        first = shotgun(inputs, y, zoo=tiny_zoo, cv=4, seed=42, client=dask_client, top_k=2,
+                        allow_baseline=False)  # fmt: skip
     scored = [t for t in stream.data if "transfer-score" in str(t["key"])]
     assert len(scored) == 3 and len({t["worker"] for t in scored}) == 2  # both workers
     with get_task_stream(dask_client) as stream:  # computed again, not Dask's cached result
-        again = shotgun(inputs, y, zoo=tiny_zoo, cv=4, seed=42, client=dask_client, top_k=2)
+        again = shotgun(inputs, y, zoo=tiny_zoo, cv=4, seed=42, client=dask_client, top_k=2,
+                        allow_baseline=False)  # fmt: skip
     assert len([t for t in stream.data if "transfer-score" in str(t["key"])]) == 3
     names = [r["name"] for r in first.ranking]
     assert sorted(names) == sorted(f"{n}@1" for n in TINY_SOURCES)
@@ -225,6 +227,13 @@ def test_shotgun_ranks_sources_in_parallel_on_dask(tiny_zoo, expt_gap, dask_clie
     np.testing.assert_allclose(first.baseline_oof, oof, rtol=1e-6, atol=1e-6)
     assert first.baseline_mae == pytest.approx(np.abs(oof - y).mean())
     assert first.method.startswith("ensemble of ") and first.method.count(":") == 2
+    # by default the baseline is the final predictor exactly when it wins in CV
+    auto = shotgun(inputs, y, zoo=tiny_zoo, cv=4, seed=42, client=dask_client, top_k=2)
+    assert auto.details["transfer_mae"] == pytest.approx(first.mae)
+    if first.baseline_mae < first.mae:
+        assert auto.method == "baseline" and auto.mae == pytest.approx(first.baseline_mae)
+    else:
+        assert auto.method == first.method and auto.mae == pytest.approx(first.mae)
     prediction = first.predictor.predict(["GaN", "Xx2"])
     assert np.isfinite(prediction[0]) and np.isnan(prediction[1])
     with pytest.raises(ConfigError, match="cv="):

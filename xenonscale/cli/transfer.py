@@ -145,11 +145,13 @@ def transfer(args: argparse.Namespace) -> int:
         "method": result.method,
         "mae": result.mae,
         "baseline_mae": result.baseline_mae,
+        "transfer_mae": result.details["transfer_mae"],
         "baseline": result.details["baseline"],
         "sources": result.ranking,
         "seconds": round(result.seconds, 2),
-        "note": "mae is the CV MAE of the chosen source(s), the best of several candidates: "
-        "optimistic; test_mae (with --test) is not",
+        "note": "mae is the CV MAE of the chosen method: the best source(s), or the baseline "
+        "when it beat every transfer in CV (transfer_mae is the best transfer's); chosen "
+        "among several candidates, so optimistic; test_mae (with --test) is not",
         "plots": {},
     }
     path = Path(f"{stem}_parity_cv.png")

@@ -348,6 +348,7 @@ def shotgun(
     top_k: int = 1,
     finetune: str | None = None,
     finetune_options: dict | None = None,
+    allow_baseline: bool = True,
     client=None,
     workers: int | None = None,
     scheduler: str | None = None,
@@ -375,6 +376,10 @@ def shotgun(
     finetune
         ``None``, or a freeze mode (``all``, ``last``, ``none``): also score
         fine-tuning in each fold and keep whichever is better per source.
+    allow_baseline
+        When the from-scratch baseline's CV MAE beats the best transfer's, the
+        final predictor is the baseline (``method="baseline"``, ``mae`` its CV
+        MAE; the sources are still ranked). ``False``: always a transfer.
     client, workers, scheduler
         A Dask client, else one from :func:`xenonscale.cluster.get_client`.
     """
@@ -469,6 +474,9 @@ def shotgun(
         if len(top) == 1
         else ("ensemble of " + ", ".join(f"{r['method']}:{r['name']}" for r in top))
     )
+    transfer_mae = float(np.abs(oof - y).mean())
+    if allow_baseline and baseline_row["cv_mae"] < transfer_mae:
+        predictor, method, oof = baseline, "baseline", np.asarray(baseline_row["oof"])
     return ShotgunResult(
         ranking=[{k: v for k, v in r.items() if k != "oof"} for r in ranking],
         mae=float(np.abs(oof - y).mean()),
@@ -489,6 +497,8 @@ def shotgun(
             "cv": cv,
             "seed": seed,
             "finetune": finetune,
+            "transfer_mae": transfer_mae,
+            "transfer_method": top[0]["method"] if len(top) == 1 else "ensemble",
         },
     )
 
