@@ -9,6 +9,11 @@ Examples
 
 from xenonscale.transfer.frozen import FrozenFeaturizer, hidden_activations
 
+# ``shotgun`` is both a module and its main function: importing the function here,
+# after the module, keeps ``xenonscale.transfer.shotgun`` the function (the module
+# stays reachable as ``sys.modules["xenonscale.transfer.shotgun"]``).
+from xenonscale.transfer.shotgun import ShotgunResult, shotgun
+
 __all__ = [
     "FineTuned",
     "FrozenFeaturizer",
@@ -20,13 +25,9 @@ __all__ = [
 
 
 def __getattr__(name: str):
-    """Fine-tuning and shotgun load lazily (Lightning, scikit-learn)."""
+    """Fine-tuning loads lazily (Lightning)."""
     if name in ("FineTuned", "fine_tune"):
-        from xenonscale.transfer import finetune
+        import importlib
 
-        return getattr(finetune, name)
-    if name in ("ShotgunResult", "shotgun"):
-        from xenonscale.transfer import shotgun as module
-
-        return getattr(module, name)
+        return getattr(importlib.import_module("xenonscale.transfer.finetune"), name)
     raise AttributeError(f"module 'xenonscale.transfer' has no attribute {name!r}")
