@@ -20,9 +20,7 @@ Examples
 
 from __future__ import annotations
 
-import contextlib
 import functools
-import importlib.metadata as metadata
 import time
 from dataclasses import asdict, dataclass
 
@@ -41,6 +39,7 @@ from xenonscale.store.writer import (
     finalize_store,
     write_region,
 )
+from xenonscale.versions import installed_versions
 
 __all__ = ["JobSummary", "featurize_to_store"]
 
@@ -105,14 +104,6 @@ def _run_partition(
     }
     write_done(location, partition.index, record)
     return {key: record[key] for key in ("index", "rows", "ok")} | {"errors": len(batch.errors)}
-
-
-def _versions() -> dict[str, str]:
-    out = {}
-    for dist in ("xenonscale", "numpy", "pandas", "zarr", "xarray", "dask", "distributed"):
-        with contextlib.suppress(metadata.PackageNotFoundError):
-            out[dist] = metadata.version(dist)
-    return out
 
 
 def featurize_to_store(
@@ -203,8 +194,8 @@ def _check_not_locked(location: StoreLocation) -> None:
 
 
 def _load_or_plan(
-            location, source, spec, featurizer, chunk_rows, partition_rows, compression
-        ) -> dict:
+    location, source, spec, featurizer, chunk_rows, partition_rows, compression
+) -> dict:
     tables = element_tables(featurizer)
     identity = {
         "featurizer": spec.to_dict(),
@@ -247,7 +238,9 @@ def _load_or_plan(
         "rows": total,
         "chunk_rows": chunk_rows,
         "compression": compression,
-        "versions": _versions(),
+        "versions": installed_versions(
+            "xenonscale", "numpy", "pandas", "zarr", "xarray", "dask", "distributed"
+        ),
         "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
     }
     create_store(

@@ -30,7 +30,7 @@ from torch import nn
 
 from xenonscale.errors import ConfigError
 
-__all__ = ["ACTIVATIONS", "MLP", "PropertyModel", "Standardize", "mlp_config"]
+__all__ = ["ACTIVATIONS", "MLP", "PropertyModel", "Standardize", "mlp_config", "predict_array"]
 
 ACTIVATIONS = {
     "relu": nn.ReLU,
@@ -184,3 +184,16 @@ class PropertyModel(nn.Module):
     def hidden_features(self, x: torch.Tensor) -> list[torch.Tensor]:
         """Hidden-layer activations (block outputs) for raw features ``x``."""
         return self.backbone.hidden_features(self.inputs(x))
+
+
+def predict_array(model: PropertyModel, x, batch_size: int = 65_536):
+    """Predictions ``float32[n, targets]`` in target units for features ``x`` (eval, no grad)."""
+    import numpy as np
+
+    model.eval()
+    out = np.empty((len(x), model.config["out_features"]), dtype=np.float32)
+    with torch.inference_mode():
+        for lo in range(0, len(x), batch_size):
+            chunk = torch.from_numpy(np.ascontiguousarray(x[lo : lo + batch_size], np.float32))
+            out[lo : lo + batch_size] = model(chunk).numpy()
+    return out

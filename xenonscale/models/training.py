@@ -20,9 +20,7 @@ Examples
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
-import importlib.metadata as metadata
 import json
 import time
 from dataclasses import dataclass, field
@@ -33,10 +31,11 @@ import numpy as np
 import torch
 
 from xenonscale.errors import ConfigError
-from xenonscale.models.backbones import PropertyModel, mlp_config
+from xenonscale.models.backbones import PropertyModel, mlp_config, predict_array
 from xenonscale.models.data import StoreDataModule
 from xenonscale.models.metrics import regression_metrics
 from xenonscale.models.module import PropertyRegressor
+from xenonscale.versions import installed_versions
 
 __all__ = [
     "BestWeights",
@@ -120,25 +119,6 @@ def store_fingerprint(attrs: dict) -> str:
     keys = ("source_fingerprint", "featurizer", "element_tables", "rows", "created")
     text = json.dumps({k: attrs.get(k) for k in keys}, sort_keys=True, default=str)
     return hashlib.sha256(text.encode()).hexdigest()[:16]
-
-
-def predict_array(model: PropertyModel, x: np.ndarray, batch_size: int = 65_536) -> np.ndarray:
-    """Predictions in target units for a float32 feature matrix (eval mode, no grad)."""
-    model.eval()
-    out = np.empty((len(x), model.config["out_features"]), dtype=np.float32)
-    with torch.no_grad():
-        for lo in range(0, len(x), batch_size):
-            chunk = torch.from_numpy(np.ascontiguousarray(x[lo : lo + batch_size], np.float32))
-            out[lo : lo + batch_size] = model(chunk).numpy()
-    return out
-
-
-def _versions() -> dict[str, str]:
-    out = {}
-    for dist in ("xenonscale", "torch", "lightning", "numpy", "zarr"):
-        with contextlib.suppress(metadata.PackageNotFoundError):
-            out[dist] = metadata.version(dist)
-    return out
 
 
 def train_model(
@@ -344,5 +324,5 @@ def _card(data, config, targets, units, metrics, history, seconds, locals_) -> d
             "best_val_mae": best.get("val_mae"),
             "seconds": round(seconds, 2),
         },
-        "versions": _versions(),
+        "versions": installed_versions("xenonscale", "torch", "lightning", "numpy", "zarr"),
     }

@@ -45,12 +45,12 @@ import os
 import platform
 import re
 from collections.abc import Mapping
-from importlib import metadata
 from typing import Any
 
 import numpy as np
 
 from xenonscale.errors import ConfigError
+from xenonscale.versions import installed_versions
 
 __all__ = [
     "SET_BY_ZOO",
@@ -74,11 +74,7 @@ def package_versions(recorded: Mapping[str, Any] | None = None) -> dict[str, str
     versions found in this process.
     """
     versions = {"python": platform.python_version()}
-    for package in _PACKAGES:
-        try:
-            versions[package] = metadata.version(package)
-        except metadata.PackageNotFoundError:
-            versions[package] = "unknown"
+    versions |= installed_versions(*_PACKAGES, missing="unknown")
     return {**versions, **{str(k): str(v) for k, v in (recorded or {}).items()}}
 
 

@@ -16,10 +16,10 @@ from collections.abc import Callable, Sequence
 
 import numpy as np
 import pandas as pd
-import torch
 
 from xenonscale.errors import ConfigError, ZooError, ZooMismatchError
 from xenonscale.featurize.base import errors_frame
+from xenonscale.models.backbones import predict_array
 from xenonscale.zoo.refs import ModelRef
 
 __all__ = ["ZooModel"]
@@ -85,12 +85,7 @@ class ZooModel:
                 f"features of shape {x.shape}: {self.ref} needs a 2-D array with {width} "
                 "columns (one row per sample)"
             )
-        out = np.empty((x.shape[0], self.model.config["out_features"]), dtype=np.float32)
-        with torch.inference_mode():
-            for start in range(0, x.shape[0], self.batch_rows):
-                stop = start + self.batch_rows
-                out[start:stop] = self.model(torch.from_numpy(x[start:stop])).numpy()
-        return out
+        return predict_array(self.model, x, self.batch_rows)
 
     @property
     def featurizer(self):
