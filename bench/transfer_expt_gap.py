@@ -70,7 +70,9 @@ def _train(x: np.ndarray, y: np.ndarray, hidden: list[int], seed: int, epochs: i
     return model.eval()
 
 
-def build_sources(zoo_dir: str, data: Path, n_sources: int, rows: int, epochs: int) -> list[str]:
+def build_sources(
+    zoo_dir: str, data: Path, n_sources: int, rows: int, epochs: int, hidden=None
+) -> list[str]:
     from xenonscale.featurize.registry import FeaturizerSpec
     from xenonscale.zoo import Zoo, featurizer_fields
 
@@ -88,10 +90,10 @@ def build_sources(zoo_dir: str, data: Path, n_sources: int, rows: int, epochs: i
     with Zoo(zoo_dir) as zoo:
         for i in range(n_sources):
             prefix = list(DATASETS)[i % len(DATASETS)]
-            hidden = WIDTHS[(i // len(DATASETS)) % len(WIDTHS)]
+            widths = hidden or WIDTHS[(i // len(DATASETS)) % len(WIDTHS)]
             name = f"{prefix}-{i:02d}"
             x, y = features[prefix]
-            model = _train(x, y, hidden, seed=i, epochs=epochs)
+            model = _train(x, y, widths, seed=i, epochs=epochs)
             zoo.register(
                 name,
                 model,
@@ -107,10 +109,14 @@ def main() -> None:
     parser.add_argument("--sources", type=int, default=24)
     parser.add_argument("--source-rows", type=int, default=20_000)
     parser.add_argument("--source-epochs", type=int, default=5)
+    parser.add_argument(
+        "--source-hidden", default=None, help="widths of every source, e.g. 256,128,64"
+    )
     parser.add_argument("--sizes", default="200,500,1000")
     parser.add_argument("--folds", type=int, default=5, help="outer folds to run (of 5)")
     parser.add_argument("--learner", default="ridge")
     parser.add_argument("--top-k", type=int, default=1)
+    parser.add_argument("--features", default="hidden", help="e.g. descriptors+prediction")
     parser.add_argument("--no-scaling", action="store_true", help="skip the 1 vs 2 workers run")
     parser.add_argument("--json", default=None)
     args = parser.parse_args()
@@ -128,7 +134,8 @@ def main() -> None:
     work = Path(tempfile.mkdtemp(prefix="transfer-bench-"))
     zoo_dir = str(work / "zoo")
     started = time.perf_counter()
-    names = build_sources(zoo_dir, data, args.sources, args.source_rows, args.source_epochs)
+    hidden = [int(w) for w in args.source_hidden.split(",")] if args.source_hidden else None
+    names = build_sources(zoo_dir, data, args.sources, args.source_rows, args.source_epochs, hidden)
     build_seconds = time.perf_counter() - started
     print(f"{len(names)} sources trained in {build_seconds:.1f} s")
 
@@ -150,6 +157,7 @@ def main() -> None:
                     cv=5,
                     seed=SEED,
                     learner=args.learner,
+                    features=args.features,
                     top_k=args.top_k,
                     allow_baseline=False,  # measure transfer itself against the baseline
                     client=client,
@@ -230,8 +238,10 @@ def main() -> None:
         "sources": len(names),
         "source_rows": args.source_rows,
         "source_epochs": args.source_epochs,
+        "source_hidden": hidden,
         "source_build_seconds": round(build_seconds, 1),
         "learner": args.learner,
+        "features": args.features,
         "top_k": args.top_k,
         "rows": rows,
         "curve": curve,

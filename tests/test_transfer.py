@@ -255,6 +255,47 @@ def test_shotgun_ranks_sources_in_parallel_on_dask(tiny_zoo, expt_gap, dask_clie
     assert row["cv_mae"] == min(row["finetune_cv_mae"], row["frozen_cv_mae"])
 
 
+def test_shotgun_feature_augmentation(tiny_zoo, expt_gap, dask_client):
+    """``descriptors+prediction``: the baseline's descriptors plus the source's own prediction."""
+    from sklearn.model_selection import KFold, cross_val_predict
+
+    from xenonscale.transfer.shotgun import (
+        BASELINE_SPEC,
+        make_learner,
+        parse_features,
+        shotgun,
+        source_features,
+    )
+    from xenonscale.zoo.card import featurizer_spec
+
+    rows = expt_gap.iloc[:200]
+    inputs, y = rows["formula"].tolist(), rows["target"].to_numpy()
+    source = Zoo(tiny_zoo).load("tiny-mp-gap")
+    features, ok, _ = source_features(source, inputs, 1, parse_features("descriptors+prediction"))
+    descriptors = featurizer_spec(BASELINE_SPEC).build().transform(inputs).to_numpy(np.float32)
+    predicted = source.predict(inputs)["target"].to_numpy(np.float32)
+    assert ok.all() and features.shape == (200, descriptors.shape[1] + 1)
+    np.testing.assert_allclose(features[:, :-1], descriptors, rtol=1e-6)
+    np.testing.assert_allclose(features[:, -1], predicted, rtol=1e-5, atol=1e-6)
+    result = shotgun(inputs, y, zoo=tiny_zoo, sources=["tiny-mp-gap@1"], cv=4, seed=5,
+                     features="descriptors+prediction", allow_baseline=False,
+                     client=dask_client)  # fmt: skip
+    oof = cross_val_predict(
+        make_learner("ridge"), features, y, cv=KFold(4, shuffle=True, random_state=5)
+    )
+    assert result.ranking[0]["method"] == "descriptors+prediction+ridge"
+    assert result.mae == pytest.approx(np.abs(oof - y).mean(), rel=1e-6)
+    assert result.details["features"] == "descriptors+prediction"
+    np.testing.assert_allclose(
+        result.predictor.predict(inputs[:5]),
+        make_learner("ridge").fit(features, y).predict(features[:5]),
+        rtol=1e-5,
+    )
+    for bad in ("", "hidden+hidden", "weights"):
+        with pytest.raises(ConfigError, match="features="):
+            shotgun(inputs, y, zoo=tiny_zoo, features=bad, client=dask_client)
+
+
 def test_transfer_cli_end_to_end(tiny_zoo, expt_gap, dask_client, tmp_path):
     import argparse
     import json

@@ -16,6 +16,7 @@ __all__ = [
     "ConfigError",
     "DatasetError",
     "DatasetUnavailableError",
+    "DesignError",
     "ElementTableError",
     "FeaturizerError",
     "FormulaError",
@@ -88,3 +89,7 @@ class ZooIntegrityError(ZooError):
 
 class ZooMismatchError(ZooError):
     """A zoo model's featurizer or element tables differ from those it was trained with."""
+
+
+class DesignError(XenonscaleError):
+    """Inverse design cannot proceed (bad SMILES vocabulary, n-gram file, or a failed chain)."""

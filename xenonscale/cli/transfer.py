@@ -48,6 +48,12 @@ def add_parser(sub) -> argparse.ArgumentParser:
     parser.add_argument("--seed", type=int, default=0, help="KFold random_state and training")
     parser.add_argument("--learner", default="ridge", help="ridge | krr | gbm")
     parser.add_argument("--depth", type=int, default=1, help="hidden blocks used (from last)")
+    parser.add_argument(
+        "--features",
+        default="hidden",
+        help="what each source gives the learner: hidden | prediction | descriptors, "
+        "joined with + (e.g. descriptors+prediction)",
+    )
     parser.add_argument("--top-k", type=int, default=1, help="1: best source; k: average top k")
     parser.add_argument("--finetune", default=None, help="also score fine-tuning: all|last|none")
     parser.add_argument("--max-epochs", type=int, default=200, help="fine-tuning epochs")
@@ -124,6 +130,7 @@ def transfer(args: argparse.Namespace) -> int:
         seed=args.seed,
         learner=args.learner,
         depth=args.depth,
+        features=args.features,
         top_k=args.top_k,
         finetune=args.finetune,
         finetune_options={"max_epochs": args.max_epochs},
@@ -142,6 +149,7 @@ def transfer(args: argparse.Namespace) -> int:
         "seed": args.seed,
         "folds": "KFold(n_splits=cv, shuffle=True, random_state=seed)",
         "learner": args.learner,
+        "features": result.details["features"],
         "method": result.method,
         "mae": result.mae,
         "baseline_mae": result.baseline_mae,
