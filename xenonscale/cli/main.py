@@ -79,9 +79,9 @@ def _parser() -> argparse.ArgumentParser:
     demo.add_argument("--epochs", type=int, default=15, help="training epochs of the model")
 
     # Commands in their own modules add their parsers and set ``handler``.
-    from xenonscale.cli import train, transfer, zoo
+    from xenonscale.cli import design, ngram, train, transfer, zoo
 
-    for module in (train, zoo, transfer):
+    for module in (train, zoo, transfer, ngram, design):
         module.add_parser(sub)
     return parser
 
@@ -91,12 +91,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     from xenonscale.cli import commands
 
-    handler = getattr(args, "handler", None) or {
-        "featurize": commands.featurize,
-        "datasets": commands.datasets,
-        "elements": commands.elements,
-        "demo": commands.demo,
-    }[args.command]
+    handler = (
+        getattr(args, "handler", None)
+        or {
+            "featurize": commands.featurize,
+            "datasets": commands.datasets,
+            "elements": commands.elements,
+            "demo": commands.demo,
+        }[args.command]
+    )
     try:
         return handler(args) or 0
     except XenonscaleError as exc:

@@ -10,7 +10,16 @@ Examples
 >>> fig.savefig("heatmap.png", dpi=150)  # doctest: +SKIP
 """
 
+from xenonscale.viz.design import property_space_figure, trajectory_figure
 from xenonscale.viz.heatmap import HeatmapInfo, descriptor_group, descriptor_heatmap
 from xenonscale.viz.training import learning_curve, parity_plot
 
-__all__ = ["HeatmapInfo", "descriptor_group", "descriptor_heatmap", "learning_curve", "parity_plot"]
+__all__ = [
+    "HeatmapInfo",
+    "descriptor_group",
+    "descriptor_heatmap",
+    "learning_curve",
+    "parity_plot",
+    "property_space_figure",
+    "trajectory_figure",
+]
