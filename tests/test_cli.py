@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 import sys
 
@@ -91,7 +92,7 @@ def test_console_script_demo_runs_end_to_end(tmp_path, data_dir):
         capture_output=True,
         text=True,
         env=env,
-        timeout=300,
+        timeout=600,
         check=False,
     )
     assert result.returncode == 0, result.stderr
@@ -105,6 +106,17 @@ def test_console_script_demo_runs_end_to_end(tmp_path, data_dir):
     for plot in ("learning_curve.png", "parity.png"):
         assert (tmp_path / "model" / plot).stat().st_size > 10_000
     assert "(1 error: unknown element 'Xx'" in result.stdout
+    # transfer: a test MAE against the same learner from scratch, with a parity plot
+    transfer = re.search(r"test MAE ([0-9.]+) eV vs from scratch ([0-9.]+) eV", result.stdout)
+    assert transfer and 0 < float(transfer[1]) < 1.5 and 0 < float(transfer[2]) < 1.5
+    assert (tmp_path / "transfer_parity.png").stat().st_size > 10_000
+    # design: every chain step in the parquet, the plots, the quality line
+    frame = pd.read_parquet(tmp_path / "design.parquet")
+    assert sorted(frame["chain"].unique()) == [0, 1, 2, 3] and frame["step"].max() == 20
+    valid = re.search(r"final: (\d+)% valid", result.stdout)
+    assert valid and int(valid[1]) >= 90
+    for plot in ("design_property_space.png", "design_trajectory.png"):
+        assert (tmp_path / plot).stat().st_size > 10_000
 
 
 def test_table_output_honours_the_kind(tmp_path, data_dir):
