@@ -463,6 +463,36 @@ def test_cli_design_end_to_end_with_plots(tmp_path, dask_client, iqspr, capsys):
     assert frame["step"].max() == 3
 
 
+def test_cli_designs_polymers_with_their_two_ends(tmp_path, dask_client, data_dir):
+    """Polymer repeat units (``*`` ends) through the whole design command."""
+    from rdkit import Chem
+
+    from xenonscale.cli.main import main
+
+    polymers = pd.read_csv(data_dir / "molecules" / "polymer_genome_500.csv")
+    # about half the rows are written without their ends; design from those with two
+    polymers = polymers[polymers["smiles"].str.count(r"\*") == 2]
+    assert len(polymers) > 200
+    data = tmp_path / "polymers.csv"
+    polymers[["smiles", "bandgap"]].to_csv(data, index=False)
+    out = tmp_path / "poly.parquet"
+    argv = [
+        "design", "--data", str(data), "--smiles-column", "smiles", "--target", "bandgap=6:",
+        "--samples", "8", "--steps", "4", "--chains", "2", "--order", "6", "--seed", "2",
+        "--scheduler", dask_client.scheduler.address, "--no-progress", "--no-plots",
+        "-o", str(out),
+    ]  # fmt: skip
+    assert main(argv) == 0
+    frame = pd.read_parquet(out)
+    assert frame["step"].max() == 4 and set(frame["chain"]) == {0, 1}
+    final = frame[frame["step"] == 4]
+    assert final["valid"].all() and len(final) >= 8
+    for smiles in final["smiles"]:
+        mol = Chem.MolFromSmiles(smiles)
+        assert mol is not None and sum(a.GetSymbol() == "*" for a in mol.GetAtoms()) == 2
+    assert np.isfinite(final["bandgap_mean"]).all() and (final["bandgap_std"] > 0).all()
+
+
 def test_cli_design_bad_target_names_it(tmp_path, iqspr, capsys):
     from xenonscale.cli.main import main
 
