@@ -283,7 +283,8 @@ def compare(
 
 
 # ---------------------------------------------------------------------- main
-def machine() -> dict[str, Any]:
+def machine(extra: tuple[str, ...] = ()) -> dict[str, Any]:
+    """CPU, Python, platform and versions of the usual packages plus ``extra`` ones."""
     model = platform.processor() or platform.machine()
     with contextlib.suppress(OSError):
         for line in Path("/proc/cpuinfo").read_text().splitlines():
@@ -291,7 +292,7 @@ def machine() -> dict[str, Any]:
                 model = line.split(":", 1)[1].strip()
                 break
     versions = {}
-    for dist in ("xenonscale", "xenonpy", "matminer", "pymatgen", "numpy", "pandas"):
+    for dist in ("xenonscale", "xenonpy", "matminer", "pymatgen", "numpy", "pandas", *extra):
         with contextlib.suppress(metadata.PackageNotFoundError):
             versions[dist] = metadata.version(dist)
     return {
@@ -302,6 +303,14 @@ def machine() -> dict[str, Any]:
         "platform": platform.platform(),
         "versions": versions,
     }
+
+
+def write_results(results: dict[str, Any], path: str | None) -> None:
+    """Write a bench's results as JSON to ``path`` (nothing when None) and say where."""
+    if path:
+        Path(path).parent.mkdir(parents=True, exist_ok=True)
+        Path(path).write_text(json.dumps(results, indent=2, default=str))
+        print(f"\nresults → {path}")
 
 
 def load_formulas(dataset: str, column: str | None, rows: int, seed: int) -> list[str]:

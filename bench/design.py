@@ -54,7 +54,6 @@ import contextlib
 import datetime as dt
 import gc
 import io
-import json
 import os
 import statistics
 import sys
@@ -396,18 +395,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.part in ("proposals", "all"):
         print(f"proposals: populations {args.populations}, {args.repeats} rounds after a warm-up")
         results["proposals"] = run_proposals(args)
-    results["machine"] = helpers("compositions").machine()
-    with contextlib.suppress(ImportError):
-        from importlib import metadata
-
-        for dist in ("rdkit", "xenonpy", "dask", "pyarrow"):
-            with contextlib.suppress(metadata.PackageNotFoundError):
-                results["machine"]["versions"][dist] = metadata.version(dist)
+    common = helpers("compositions")
+    results["machine"] = common.machine(extra=("rdkit", "xenonpy", "dask", "pyarrow"))
     report(results)
-    if args.json:
-        Path(args.json).parent.mkdir(parents=True, exist_ok=True)
-        Path(args.json).write_text(json.dumps(results, indent=2, default=str))
-        print(f"\nresults → {args.json}")
+    common.write_results(results, args.json)
     return 0
 
 

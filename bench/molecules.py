@@ -50,10 +50,8 @@ Run::
 from __future__ import annotations
 
 import argparse
-import contextlib
 import datetime as dt
 import gc
-import json
 import os
 import shutil
 import sys
@@ -425,18 +423,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.part in ("micro", "all"):
         print(f"micro: {args.repeats} interleaved rounds after a warm-up ...")
         results["micro"] = run_micro(args)
-    results["machine"] = helpers("compositions").machine()
-    with contextlib.suppress(ImportError):
-        from importlib import metadata
-
-        for dist in ("rdkit", "xenonpy", "dask", "zarr"):
-            with contextlib.suppress(metadata.PackageNotFoundError):
-                results["machine"]["versions"][dist] = metadata.version(dist)
+    common = helpers("compositions")
+    results["machine"] = common.machine(extra=("rdkit", "xenonpy", "dask", "zarr"))
     report(results)
-    if args.json:
-        Path(args.json).parent.mkdir(parents=True, exist_ok=True)
-        Path(args.json).write_text(json.dumps(results, indent=2, default=str))
-        print(f"\nresults → {args.json}")
+    common.write_results(results, args.json)
     failed = "scale" in results and not results["scale"]["check"]["passed"]
     return 1 if failed else 0
 
