@@ -20,7 +20,7 @@ import sys
 
 from xenonscale.errors import ConfigError
 
-__all__ = ["SCHEDULER_ENV", "close_client", "get_client"]
+__all__ = ["SCHEDULER_ENV", "close_client", "get_client", "single_threaded"]
 
 SCHEDULER_ENV = "DASK_SCHEDULER_ADDRESS"
 
@@ -88,3 +88,24 @@ def close_client(client) -> None:
     client.close()
     if cluster is not None:
         cluster.close()
+
+
+def single_threaded():
+    """One BLAS/OpenMP thread (and one torch thread, when torch is loaded) inside a Dask task.
+
+    Each Dask worker thread already is one unit of parallelism; a task whose
+    BLAS (or torch) spreads over every core oversubscribes them, which made
+    tasks several times slower on a 2-core machine. Returns threadpoolctl's
+    context manager (BLAS limits restored on exit; the torch setting stays).
+
+    Examples
+    --------
+    >>> with single_threaded():
+    ...     pass
+    """
+    from threadpoolctl import threadpool_limits
+
+    torch = sys.modules.get("torch")
+    if torch is not None:
+        torch.set_num_threads(1)
+    return threadpool_limits(1)

@@ -58,6 +58,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from xenonscale.cluster import single_threaded
 from xenonscale.design.metrics import canonical_smiles, population_metrics
 from xenonscale.design.smc import SMC
 from xenonscale.design.targets import Target, parse_targets
@@ -397,21 +398,15 @@ def _failure(future) -> str:
     return f"{type(error).__name__}: {error}"
 
 
-def _single_threaded():
-    from threadpoolctl import threadpool_limits
-
-    return threadpool_limits(1)  # one BLAS thread per Dask worker thread
-
-
 def _start_task(likelihood, proposal, config, targets, smiles, rng):
     """Dask task: a chain's step 0 (its start set, evaluated)."""
-    with _single_threaded():
+    with single_threaded():
         return SMC(likelihood, proposal, targets=targets, **config).start(smiles, rng)
 
 
 def _step_task(likelihood, proposal, config, targets, state):
     """Dask task: one SMC step of a chain."""
-    with _single_threaded():
+    with single_threaded():
         return SMC(likelihood, proposal, targets=targets, **config).step(state)
 
 

@@ -31,16 +31,13 @@ def canonical_smiles(smiles: Sequence[str]) -> list[str | None]:
     >>> canonical_smiles(["C(C)O"])
     ['CCO']
     """
-    from xenonscale.featurize.molecules.parse import rdkit
+    from xenonscale.featurize.molecules.parse import iter_molecules, rdkit
 
-    Chem = rdkit()
-    from rdkit import rdBase
-
-    out: list[str | None] = []
-    with rdBase.BlockLogs():
-        for text in smiles:
-            mol = Chem.MolFromSmiles(text) if isinstance(text, str) and text.strip() else None
-            out.append(Chem.MolToSmiles(mol) if mol is not None and mol.GetNumAtoms() else None)
+    to_smiles = rdkit().MolToSmiles
+    texts = [s if isinstance(s, str) else None for s in smiles]  # text only, as documented
+    out: list[str | None] = [None] * len(texts)
+    for row, mol in iter_molecules(texts, []):
+        out[row] = to_smiles(mol)
     return out
 
 

@@ -72,6 +72,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from xenonscale.cluster import single_threaded
 from xenonscale.errors import ConfigError
 from xenonscale.featurize.base import errors_frame
 
@@ -214,14 +215,6 @@ def source_features(
     return np.hstack(blocks), ok, errors
 
 
-def _single_threaded():
-    import torch
-    from threadpoolctl import threadpool_limits
-
-    torch.set_num_threads(1)
-    return threadpool_limits(1)
-
-
 def _score_source(
     catalog: str,
     artifacts: str,
@@ -241,7 +234,7 @@ def _score_source(
     from xenonscale.zoo import Zoo
 
     started = time.perf_counter()
-    with _single_threaded(), Zoo(catalog, artifacts=artifacts) as zoo:
+    with single_threaded(), Zoo(catalog, artifacts=artifacts) as zoo:
         source = zoo.load(ref)
         features, ok, _ = source_features(source, inputs, depth, parts)
         oof = _oof(features, ok, y, folds, learner, seed)
@@ -285,7 +278,7 @@ def _score_source(
 def _score_baseline(inputs: list, y: np.ndarray, folds, learner: str, seed: int) -> dict:
     """One Dask task: the same learner on the baseline descriptors, same folds."""
     started = time.perf_counter()
-    with _single_threaded():
+    with single_threaded():
         x, ok, _ = baseline_descriptors(inputs)
         oof = _oof(x, ok, y, folds, learner, seed)
     return {
