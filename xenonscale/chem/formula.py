@@ -19,6 +19,13 @@ Accepted inputs
   (XenonPy's quasicrystal file);
 * pymatgen ``Composition`` objects (anything with ``get_el_amt_dict()``).
 
+Amounts must be finite and at most ``max_amount`` per element, and a formula
+unit at most ``max_formula_atoms`` in total; a text input is at most
+``max_input_chars`` long (see :mod:`xenonscale.limits`): beyond
+them the row is an error whose reason names the limit and the flag that
+raises it. Any other failure on one row (however odd the input) becomes that
+row's error, never the batch's.
+
 The common case (plain element-amount strings) is parsed for the whole batch
 with one regular-expression scan over the joined text; only rows with brackets,
 adducts or other syntax take the general parser.
@@ -37,7 +44,6 @@ Examples
 
 from __future__ import annotations
 
-import ast
 import math
 import re
 from collections.abc import Iterable, Mapping, Sequence
@@ -47,7 +53,8 @@ import numpy as np
 import scipy.sparse as sp
 
 from xenonscale.chem.periodic import PERIODIC_SYMBOLS
-from xenonscale.errors import ConfigError, FormulaError
+from xenonscale.errors import ConfigError, FormulaError, XenonscaleError
+from xenonscale.limits import RecordTimeout, current_limits, failure_reason, run_record
 
 __all__ = ["CompositionMatrix", "RowError", "parse_compositions", "parse_formula"]
 
@@ -81,6 +88,9 @@ _ADDUCT_SPLIT = re.compile(
     r"|(?:(?<=[A-Za-z)\]]\d)|(?<=[A-Za-z)\]]\d\d))\.(?=\d+H2O(?![a-z\d]))"
 )
 _WHITESPACE = re.compile(r"\s+")
+# One "'Fe': 2.0," item of a mapping literal (XenonPy's quasicrystal file): read
+# item by item from a position, so the text is scanned once (no eval, no AST).
+_MAPPING_ITEM = re.compile(r"""\s*(['"])([^'"]{1,8})\1\s*:([^,}]*)(,|\})""")
 _CLOSING = {"(": ")", "[": "]", "{": "}"}
 
 
@@ -166,9 +176,10 @@ def parse_compositions(inputs: Iterable[object], *, on_error: str = "record") ->
     n = len(items)
     ok = np.zeros(n, dtype=bool)
     errors: list[RowError] = []
+    limits = current_limits()
 
-    string_rows = _plain_string_rows(items)
-    plain = _parse_plain_rows(items, string_rows, ok, errors)
+    string_rows = _plain_string_rows(items, limits.max_input_chars)
+    plain = _parse_plain_rows(items, string_rows, ok, errors, limits)
     is_string = np.zeros(n, dtype=bool)
     is_string[string_rows] = True
     general = sorted(np.flatnonzero(~is_string).tolist() + plain.general)
@@ -177,9 +188,14 @@ def parse_compositions(inputs: Iterable[object], *, on_error: str = "record") ->
     vals: list[float] = []
     for i in general:
         try:
-            parsed = _parse_any(items[i])
+            parsed = run_record(_parse_any, items[i])
         except FormulaError as exc:
             errors.append(RowError(i, describe_input(items[i]), str(exc)))
+            continue
+        except XenonscaleError:
+            raise
+        except (Exception, RecordTimeout) as exc:  # anything one odd input can raise
+            errors.append(RowError(i, describe_input(items[i]), failure_reason(exc)))
             continue
         ok[i] = True
         rows.extend([i] * len(parsed))
@@ -204,14 +220,17 @@ def parse_compositions(inputs: Iterable[object], *, on_error: str = "record") ->
     return CompositionMatrix(amounts=amounts, ok=ok, errors=errors)
 
 
-def _plain_string_rows(items: Sequence[object]) -> list[int]:
-    """Rows eligible for the whole-batch path: strings without embedded newlines."""
+def _plain_string_rows(items: Sequence[object], max_chars: int) -> list[int]:
+    """Rows eligible for the whole-batch path: strings without newlines, not too long."""
     try:
-        if "\n".join(items).count("\n") == len(items) - 1:  # all strings, no newlines
-            return list(range(len(items)))
+        text = "\n".join(items)
+        if text.count("\n") == len(items) - 1 and len(text) <= max_chars:
+            return list(range(len(items)))  # all strings, no newlines, none too long
     except TypeError:
         pass
-    return [i for i, x in enumerate(items) if type(x) is str and "\n" not in x]
+    return [
+        i for i, x in enumerate(items) if type(x) is str and "\n" not in x and len(x) <= max_chars
+    ]
 
 
 @dataclass(frozen=True)
@@ -222,7 +241,7 @@ class _PlainResult:
     general: list[int]
 
 
-def _parse_plain_rows(items, string_rows, ok, errors) -> _PlainResult:
+def _parse_plain_rows(items, string_rows, ok, errors, limits) -> _PlainResult:
     """Whole-batch path: one split of all strings joined by newlines.
 
     ``_SYMBOL_SPLIT`` cuts the text into ``[head, token, tail, token, tail, ...]``
@@ -264,7 +283,13 @@ def _parse_plain_rows(items, string_rows, ok, errors) -> _PlainResult:
             general[symbol_row[k]] = True
 
     bad = np.zeros(n_local, dtype=bool)
-    bad[symbol_row[(column < 0) | ~(amount > 0)]] = True
+    bad[symbol_row[(column < 0) | ~(amount > 0) | ~(amount <= limits.max_amount)]] = True
+    # Totals per element (repeated symbols add up) and per formula unit.
+    key = symbol_row * N_ELEMENTS + np.maximum(column, 0)
+    keys, inverse = np.unique(key, return_inverse=True)
+    per_element = np.bincount(inverse.ravel(), weights=amount, minlength=len(keys))
+    bad[keys[~(per_element <= limits.max_amount)] // N_ELEMENTS] = True
+    bad |= ~(np.bincount(symbol_row, weights=amount, minlength=n_local) <= limits.max_formula_atoms)
     bad &= ~general
     local = np.asarray(string_rows, dtype=np.int64)
     for k in np.flatnonzero(bad).tolist():
@@ -297,6 +322,13 @@ def describe_input(item: object) -> str:
 
 def _parse_any(item: object) -> dict[int, float]:
     if isinstance(item, str):
+        limits = current_limits()
+        if len(item) > limits.max_input_chars:
+            raise FormulaError(
+                limits.limit_reason(
+                    "max_input_chars", len(item), f"input of {len(item)} characters"
+                )
+            )
         stripped = item.strip()
         if stripped.startswith("{"):
             return _parse_mapping_text(stripped)
@@ -315,12 +347,27 @@ def _parse_any(item: object) -> dict[int, float]:
 
 
 def _parse_mapping_text(text: str) -> dict[int, float]:
-    try:
-        value = ast.literal_eval(text)
-    except (ValueError, SyntaxError):
-        raise FormulaError(f"not a valid mapping literal: {describe_input(text)!r}") from None
-    if not isinstance(value, Mapping):
-        raise FormulaError("braces must hold a {symbol: amount} mapping")
+    """``"{'Fe': 2, 'O': 3.0}"`` read item by item in one pass (quoted symbols, plain numbers)."""
+    value: dict[str, str] = {}
+    pos = 1
+    if re.match(r"\{\s*\}\Z", text):
+        raise FormulaError("empty composition")
+    while True:
+        match = _MAPPING_ITEM.match(text, pos)
+        if match is None:
+            raise FormulaError(
+                f"not a {{symbol: amount}} mapping literal at position {pos}: "
+                f"{describe_input(text)!r} (write e.g. {{'Fe': 2, 'O': 3}})"
+            )
+        symbol, amount, end = match.group(2), match.group(3).strip().strip("'\""), match.group(4)
+        if symbol in value:
+            raise FormulaError(f"element {symbol!r} appears twice in the mapping")
+        value[symbol] = amount
+        pos = match.end()
+        if end == "}":
+            break
+    if text[pos:].strip():
+        raise FormulaError(f"text after the mapping's closing brace: {text[pos : pos + 20]!r}")
     return _parse_mapping(value)
 
 
@@ -338,14 +385,32 @@ def _parse_mapping(mapping: Mapping) -> dict[int, float]:
             raise FormulaError(f"amount {amount!r} of {symbol} is not a number") from None
         _check_amount(value, str(symbol))
         out[column] = out.get(column, 0.0) + value
-    return out
+    return _check_totals(out)
 
 
 def _check_amount(value: float, where: str) -> None:
     if not math.isfinite(value):
-        raise FormulaError(f"non-finite amount {value!r} for {where}")
+        raise FormulaError(f"non-finite amount {value!r} for {where} (a number too large?)")
     if value <= 0:
         raise FormulaError(f"amount {value:g} for {where} must be positive")
+    limits = current_limits()
+    if not value <= limits.max_amount:
+        raise FormulaError(limits.limit_reason("max_amount", value, f"amount {value:g} of {where}"))
+
+
+def _check_totals(amounts: dict[int, float]) -> dict[int, float]:
+    """Per-element totals ≤ ``max_amount`` and their sum ≤ ``max_formula_atoms``."""
+    limits = current_limits()
+    for column, value in amounts.items():
+        if not value <= limits.max_amount:
+            where = f"total amount {value:g} of {PERIODIC_SYMBOLS[column]}"
+            raise FormulaError(limits.limit_reason("max_amount", value, where))
+    total = math.fsum(amounts.values())
+    if not total <= limits.max_formula_atoms:
+        raise FormulaError(
+            limits.limit_reason("max_formula_atoms", total, f"formula unit of {total:g} atoms")
+        )
+    return amounts
 
 
 def _parse_general(formula: str) -> dict[int, float]:
@@ -367,7 +432,7 @@ def _parse_general(formula: str) -> dict[int, float]:
                 raise FormulaError("adduct multiplier without a formula")
         for column, amount in _parse_group(part).items():
             total[column] = total.get(column, 0.0) + multiplier * amount
-    return total
+    return _check_totals(total)
 
 
 def _parse_group(text: str) -> dict[int, float]:

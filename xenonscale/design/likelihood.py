@@ -57,6 +57,7 @@ import pandas as pd
 
 from xenonscale.design.targets import Target, parse_targets
 from xenonscale.errors import ConfigError
+from xenonscale.featurize.base import featurize_safely
 
 __all__ = ["Likelihood", "default_featurizer", "log_probability_between"]
 
@@ -231,7 +232,7 @@ class Likelihood:
                     f"no column {name!r} for target {name!r}; columns: {list(properties.columns)}"
                 )
             if x is None:
-                batch = self.featurizer_.featurize_batch(smiles)
+                batch = featurize_safely(self.featurizer_, list(smiles))
                 x, ok = np.asarray(batch.values), np.asarray(batch.ok, bool)
                 self.n_invalid_smiles_ = int((~ok).sum())
             y = pd.to_numeric(properties[name], errors="coerce").to_numpy(np.float64)
@@ -329,7 +330,7 @@ class Likelihood:
                 means[:, k], stds[:, k] = forward.predict(smiles)
                 continue
             if x is None:  # one featurizer batch for every scikit-learn model
-                batch = self.featurizer_.featurize_batch(smiles)
+                batch = featurize_safely(self.featurizer_, list(smiles))
                 x, valid = np.asarray(batch.values), np.asarray(batch.ok, bool)
             if valid.any():
                 means[valid, k], stds[valid, k] = forward.predict(x[valid])

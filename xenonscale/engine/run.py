@@ -29,6 +29,7 @@ from tqdm.auto import tqdm
 
 from xenonscale.engine.bookkeeping import JobLock, done_markers, spec_hash, write_done
 from xenonscale.errors import ConfigError, FeaturizerError, StoreError
+from xenonscale.featurize.base import featurize_safely
 from xenonscale.featurize.registry import FeaturizerSpec, element_tables
 from xenonscale.sources.base import Partition, Source
 from xenonscale.store.layout import BOOKKEEPING, StoreLocation
@@ -87,7 +88,7 @@ def _run_partition(
             f"planned {partition.rows}: the source changed during the job"
         )
     featurizer = _featurizer(spec)
-    batch = featurizer.featurize_batch(frame["input"].tolist())
+    batch = featurize_safely(featurizer, frame["input"].tolist(), spec.limits)
     if spec.on_error == "raise" and batch.errors:
         first = batch.errors[0]
         raise FeaturizerError(f"row {partition.start + first.row}: {first.input!r}: {first.reason}")

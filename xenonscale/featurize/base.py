@@ -28,10 +28,16 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 
-from xenonscale.chem.formula import RowError
-from xenonscale.errors import ConfigError, FeaturizerError
+from xenonscale.chem.formula import RowError, describe_input
+from xenonscale.errors import ConfigError, FeaturizerError, XenonscaleError
+from xenonscale.limits import (
+    RecordLimits,
+    RecordTimeout,
+    failure_reason,
+    record_limits,
+)
 
-__all__ = ["BatchTransformer", "FeatureBatch", "RowError", "errors_frame"]
+__all__ = ["BatchTransformer", "FeatureBatch", "RowError", "errors_frame", "featurize_safely"]
 
 ON_ERROR_MODES = ("record", "raise")
 
@@ -53,6 +59,75 @@ class FeatureBatch:
                 f"{int((~self.ok).sum())} failed rows but {len(self.errors)} error records: "
                 "every failed row needs exactly one reason"
             )
+
+
+def featurize_safely(
+    featurizer, inputs: Sequence[object], limits: RecordLimits | None = None
+) -> FeatureBatch:
+    """``featurizer.featurize_batch(inputs)`` that no single record can break.
+
+    The batch runs under ``limits`` (default: the limits in force, see
+    :mod:`xenonscale.limits`). Featurizers turn bad records into
+    error rows themselves; this is the net below them: if the batch raises
+    anything but a :class:`~xenonscale.errors.XenonscaleError` (a bad
+    argument, ``on_error="raise"``), it is split in halves until the record
+    that raised is alone, and that record becomes an error row with the
+    exception's type and message (``RecursionError``, ``MemoryError``, a
+    pymatgen or spglib failure...). Rows with infinite values are errors too:
+    an ``inf`` is never passed on as a feature. Counts always add up.
+
+    Examples
+    --------
+    >>> from xenonscale.featurize import Compositions
+    >>> batch = featurize_safely(Compositions(featurizers="Counting"), ["Fe2O3", "Fe" + "9" * 400])
+    >>> batch.ok.tolist()
+    [True, False]
+    """
+    items = inputs if isinstance(inputs, list) else list(inputs)
+    with record_limits(limits) if limits is not None else record_limits():
+        batch = _bisect(featurizer, items, len(featurizer.labels))
+    return _infinite_rows_as_errors(batch, items)
+
+
+def _bisect(featurizer, items: list[object], width: int) -> FeatureBatch:
+    try:
+        return featurizer.featurize_batch(items)
+    except XenonscaleError:
+        raise
+    except (Exception, RecordTimeout) as exc:
+        if len(items) == 1:
+            return FeatureBatch(
+                values=np.full((1, width), np.nan),
+                ok=np.zeros(1, dtype=bool),
+                errors=[RowError(0, describe_input(items[0]), failure_reason(exc))],
+            )
+        if not items:
+            raise
+    half = len(items) // 2
+    first = _bisect(featurizer, items[:half], width)
+    second = _bisect(featurizer, items[half:], width)
+    return FeatureBatch(
+        values=np.concatenate([first.values, second.values]),
+        ok=np.concatenate([first.ok, second.ok]),
+        errors=[*first.errors, *(RowError(e.row + half, e.input, e.reason) for e in second.errors)],
+    )
+
+
+def _infinite_rows_as_errors(batch: FeatureBatch, items: list[object]) -> FeatureBatch:
+    infinite = np.isinf(batch.values).any(axis=1) & batch.ok
+    if not infinite.any():
+        return batch
+    values = batch.values.copy()
+    values[infinite] = np.nan
+    ok = batch.ok & ~infinite
+    new = [
+        RowError(
+            int(i), describe_input(items[i]), "infinite feature value: the input is out of range"
+        )
+        for i in np.flatnonzero(infinite)
+    ]
+    errors = sorted([*batch.errors, *new], key=lambda e: e.row)
+    return FeatureBatch(values=values, ok=ok, errors=errors)
 
 
 def errors_frame(errors: Sequence[RowError]) -> pd.DataFrame:
@@ -121,7 +196,7 @@ class BatchTransformer:
         """Featurize ``inputs``; failed rows are NaN and listed in ``errors_``."""
         index = inputs.index if isinstance(inputs, pd.Series) else None
         items = inputs.tolist() if isinstance(inputs, pd.Series) else _as_list(inputs)
-        batch = self.featurize_batch(items)
+        batch = featurize_safely(self, items)
         self.errors_ = errors_frame(batch.errors)
         if self.on_error == "raise" and batch.errors:
             first = batch.errors[0]

@@ -24,7 +24,7 @@ from tqdm.auto import tqdm
 
 from xenonscale.chem.formula import RowError
 from xenonscale.errors import ConfigError
-from xenonscale.featurize.base import FeatureBatch
+from xenonscale.featurize.base import FeatureBatch, featurize_safely
 
 __all__ = ["featurize_in_batches"]
 
@@ -51,7 +51,7 @@ def featurize_in_batches(
     errors: list[RowError] = []
     with tqdm(total=n, unit="rows", unit_scale=True, desc=description, disable=not progress) as bar:
         for start in range(0, n, batch_rows):
-            part = featurizer.featurize_batch(inputs[start : start + batch_rows])
+            part = featurize_safely(featurizer, list(inputs[start : start + batch_rows]))
             stop = start + len(part.ok)
             values[start:stop] = part.values
             ok[start:stop] = part.ok

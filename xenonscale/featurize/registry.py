@@ -24,7 +24,7 @@ Examples
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 
 import numpy as np
 
@@ -37,6 +37,7 @@ from xenonscale.featurize.compositions import (
     Compositions,
     ElementStatistics,
 )
+from xenonscale.limits import RecordLimits
 
 __all__ = [
     "FeatureUnion",
@@ -111,12 +112,22 @@ register_family("frozen", _frozen)
 
 @dataclass(frozen=True)
 class FeaturizerSpec:
-    """What to build: ``kind``, registered ``names``, ``elements`` table, ``on_error``."""
+    """What to build: ``kind``, registered ``names``, ``elements`` table, ``on_error``.
+
+    ``limits`` are the per-record budgets the engine applies around every
+    batch (:class:`~xenonscale.limits.RecordLimits`); they are part
+    of the spec, so a store built with other limits is a different store.
+    """
 
     kind: str = "composition"
     names: tuple[str, ...] = ("classic",)
     elements: str | None = None
     on_error: str = "record"
+    limits: RecordLimits = field(default_factory=RecordLimits)
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.limits, RecordLimits):  # a dict from JSON (store attrs, cards)
+            object.__setattr__(self, "limits", RecordLimits.from_dict(self.limits))
 
     @classmethod
     def parse(
@@ -126,10 +137,17 @@ class FeaturizerSpec:
         *,
         elements: str | None = None,
         on_error: str = "record",
+        limits: RecordLimits | None = None,
     ) -> FeaturizerSpec:
         """From CLI text: ``names`` is a comma list (or a sequence)."""
         items = names.split(",") if isinstance(names, str) else list(names)
-        spec = cls(kind, tuple(n.strip() for n in items if n.strip()), elements, on_error)
+        spec = cls(
+            kind,
+            tuple(n.strip() for n in items if n.strip()),
+            elements,
+            on_error,
+            limits if limits is not None else RecordLimits(),
+        )
         spec.validate()
         return spec
 
@@ -159,7 +177,7 @@ class FeaturizerSpec:
         return parts[0] if len(parts) == 1 else FeatureUnion(parts, on_error=self.on_error)
 
     def to_dict(self) -> dict:
-        return {**asdict(self), "names": list(self.names)}
+        return {**asdict(self), "names": list(self.names), "limits": self.limits.to_dict()}
 
 
 class FeatureUnion(BatchTransformer):

@@ -118,6 +118,8 @@ class JsonScanner:
                 if len(self.buf) - self.i > _MAX_VALUE or not self._fill():
                     self._fail(f"invalid JSON ({exc.msg})")
                 continue
+            except RecursionError:
+                self._fail("a JSON value nested too deeply to read")
             if not self.eof and _NUMBER_TAIL.match(self.buf, end).end() == len(self.buf):
                 self._fill()  # a number or literal cut at the block end: parse it again
                 continue

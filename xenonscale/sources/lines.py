@@ -57,7 +57,7 @@ def default_doc_id(keys: list[str]) -> str | None:
 def _loads(line: str) -> Any:
     try:
         return json.loads(line)
-    except ValueError:
+    except (ValueError, RecursionError):  # not JSON, or nested deeper than Python recurses
         return None
 
 

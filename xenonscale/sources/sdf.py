@@ -29,7 +29,9 @@ from xenonscale.sources.stream import DEFAULT_BLOCK_SIZE, OffsetSource, iter_lin
 __all__ = ["SdfSource", "parse_record", "split_records"]
 
 _SEPARATOR = re.compile(rb"^\$\$\$\$[^\n]*(?:\n|\Z)", re.M)
-_ITEM = re.compile(r"^>.*?<([^>]*)>")
+# A data header ">  <NAME>  (ID)": [^<]* cannot pass the first "<", so a line of
+# many "<" fails in linear time (".*?<" retried from every "<": quadratic).
+_ITEM = re.compile(r"^>[^<]*<([^>]*)>")
 
 
 def split_records(data: bytes) -> list[bytes]:

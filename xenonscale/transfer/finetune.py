@@ -40,7 +40,7 @@ import torch
 from torch import nn
 
 from xenonscale.errors import ConfigError
-from xenonscale.featurize.base import errors_frame
+from xenonscale.featurize.base import errors_frame, featurize_safely
 from xenonscale.models.backbones import PropertyModel
 from xenonscale.models.data import ArrayStream
 from xenonscale.models.module import PropertyRegressor
@@ -53,7 +53,7 @@ FREEZE_MODES = ("all", "last", "none")
 
 def featurize_for(source, inputs: Sequence[object]) -> tuple[np.ndarray, np.ndarray, list]:
     """``(float32 features, ok mask, errors)`` of raw ``inputs`` with a zoo model's featurizer."""
-    batch = source.featurizer.featurize_batch(list(inputs))
+    batch = featurize_safely(source.featurizer, list(inputs))
     return np.asarray(batch.values, np.float32), np.asarray(batch.ok, bool), list(batch.errors)
 
 

@@ -30,7 +30,12 @@ import torch
 
 from xenonscale.chem.formula import RowError
 from xenonscale.errors import ConfigError
-from xenonscale.featurize.base import BatchTransformer, FeatureBatch, check_on_error
+from xenonscale.featurize.base import (
+    BatchTransformer,
+    FeatureBatch,
+    check_on_error,
+    featurize_safely,
+)
 
 __all__ = ["FrozenFeaturizer", "hidden_activations"]
 
@@ -122,7 +127,7 @@ class FrozenFeaturizer(BatchTransformer):
         for model in models:
             key = json.dumps(model.card.get("featurizer"), sort_keys=True)
             if key not in shared:
-                shared[key] = model.featurizer.featurize_batch(inputs)
+                shared[key] = featurize_safely(model.featurizer, list(inputs))
             batch = shared[key]
             ok &= np.asarray(batch.ok, dtype=bool)
             for error in batch.errors:

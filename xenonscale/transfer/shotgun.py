@@ -74,7 +74,7 @@ import numpy as np
 
 from xenonscale.cluster import single_threaded
 from xenonscale.errors import ConfigError
-from xenonscale.featurize.base import errors_frame
+from xenonscale.featurize.base import errors_frame, featurize_safely
 
 __all__ = [
     "BASELINE_SPEC",
@@ -180,7 +180,7 @@ def baseline_descriptors(inputs: Sequence[object]) -> tuple[np.ndarray, np.ndarr
     """``(float32 values, ok, errors)`` of the baseline descriptors (:data:`BASELINE_SPEC`)."""
     from xenonscale.zoo.card import featurizer_spec
 
-    batch = featurizer_spec(BASELINE_SPEC).build().featurize_batch(list(inputs))
+    batch = featurize_safely(featurizer_spec(BASELINE_SPEC).build(), list(inputs))
     values = np.nan_to_num(np.asarray(batch.values, np.float32))
     return values, np.asarray(batch.ok, bool), list(batch.errors)
 

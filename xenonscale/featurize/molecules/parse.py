@@ -14,7 +14,10 @@ Accepted inputs, row by row (never raises for a bad row):
 * ``bytes`` (UTF-8 text, as above).
 
 ``None``/NaN (an unreadable record), blank text, a molecule without atoms,
-text RDKit cannot parse or sanitize and any other type become a
+text RDKit cannot parse or sanitize, a SMILES longer than
+``max_smiles_chars`` (a molblock longer than ``max_input_chars``), a molecule
+of more than ``max_molecule_atoms`` atoms (budgets of
+:mod:`xenonscale.limits`), anything a row raises, and any other type become a
 :class:`~xenonscale.chem.formula.RowError` ``(row, input, reason)``. The
 reason is RDKit's own message (``SMILES Parse Error: unclosed ring ...``,
 ``Explicit valence for atom # 0 N, 5, is greater than permitted``), captured
@@ -46,6 +49,7 @@ import numpy as np
 
 from xenonscale.chem.formula import RowError, describe_input
 from xenonscale.errors import FeaturizerError
+from xenonscale.limits import current_limits, failure_reason
 
 __all__ = [
     "MoleculeBatch",
@@ -120,17 +124,22 @@ def iter_molecules(inputs: Sequence[object], errors: list[RowError]) -> Iterator
 
     from_smiles = Chem.MolFromSmiles
     mol_type = Chem.Mol
+    limits = current_limits()
+    max_chars, max_atoms = limits.max_smiles_chars, limits.max_molecule_atoms
     with rdBase.BlockLogs():
         for row, item in enumerate(inputs):
-            if type(item) is str and "\n" not in item:  # the fast path: one SMILES
-                mol = from_smiles(item)
-                if mol is not None and mol.GetNumAtoms():
+            if type(item) is str and "\n" not in item and len(item) <= max_chars:
+                mol = from_smiles(item)  # the fast path: one SMILES
+                if mol is not None and 0 < mol.GetNumAtoms() <= max_atoms:
                     yield row, mol
                     continue
-            elif isinstance(item, mol_type) and item.GetNumAtoms():
+            elif isinstance(item, mol_type) and 0 < item.GetNumAtoms() <= max_atoms:
                 yield row, item
                 continue
-            mol, reason = parse_molecule(item)
+            try:
+                mol, reason = parse_molecule(item)
+            except Exception as exc:  # whatever one odd record raises
+                mol, reason = None, failure_reason(exc)
             if mol is not None:
                 yield row, mol
             else:
@@ -151,7 +160,7 @@ def parse_molecule(item: object) -> tuple[Any, str]:
     if _missing(item):
         return None, "empty input (None/NaN: no record)"
     if isinstance(item, Chem.Mol):
-        return (item, "") if item.GetNumAtoms() else (None, "molecule has no atoms")
+        return _checked(item)
     if not isinstance(item, str):
         return None, (
             f"unsupported input type {type(item).__name__}: give a SMILES string, "
@@ -160,13 +169,27 @@ def parse_molecule(item: object) -> tuple[Any, str]:
     if not item.strip():
         return None, "empty input (blank text)"
     molblock = "\n" in item.rstrip()
+    limits = current_limits()
+    name, limit = ("max_input_chars", "molblock") if molblock else ("max_smiles_chars", "SMILES")
+    if len(item) > getattr(limits, name):
+        return None, limits.limit_reason(name, len(item), f"{limit} of {len(item)} characters")
     reader = Chem.MolFromMolBlock if molblock else Chem.MolFromSmiles
     mol, messages = _read_capturing(reader, item)
     if mol is None:
         what = "molblock" if molblock else "SMILES"
         return None, _reason(messages) or f"RDKit could not read the {what}"
-    if not mol.GetNumAtoms():
+    return _checked(mol)
+
+
+def _checked(mol: Any) -> tuple[Any, str]:
+    """``(mol, "")`` for a molecule with 1..``max_molecule_atoms`` atoms, else the reason."""
+    atoms = mol.GetNumAtoms()
+    if not atoms:
         return None, "molecule has no atoms"
+    limits = current_limits()
+    if atoms > limits.max_molecule_atoms:
+        what = f"molecule of {atoms} atoms"
+        return None, limits.limit_reason("max_molecule_atoms", atoms, what)
     return mol, ""
 
 

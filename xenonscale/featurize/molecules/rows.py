@@ -5,7 +5,8 @@ Every molecule featurizer fills one preallocated ``float32[n, d]`` matrix
 :func:`~xenonscale.featurize.molecules.parse.iter_molecules`: one ``Mol`` is
 alive at a time, each row is written once, failed rows are NaN. An exception
 RDKit raises for one molecule becomes that row's error (with RDKit's message),
-never the batch's.
+never the batch's; so does a row that runs past ``record_seconds``
+(:func:`~xenonscale.limits.run_record`).
 
 Examples
 --------
@@ -26,6 +27,7 @@ import numpy as np
 from xenonscale.chem.formula import RowError
 from xenonscale.featurize.base import FeatureBatch
 from xenonscale.featurize.molecules.parse import describe_molecule, iter_molecules
+from xenonscale.limits import RecordTimeout, run_record
 
 __all__ = ["featurize_rows", "rdkit_failure"]
 
@@ -68,9 +70,12 @@ def featurize_rows(
             values[first : first + block] = target
             first = row - row % block
         try:
-            target[row - first] = compute(mol)
+            target[row - first] = run_record(compute, mol)
         except Exception as exc:  # RDKit raises RuntimeError/ValueError subclasses per molecule
             errors.append(RowError(row, describe_molecule(inputs[row]), rdkit_failure(exc)))
+            continue
+        except RecordTimeout as exc:  # past record_seconds
+            errors.append(RowError(row, describe_molecule(inputs[row]), str(exc)))
             continue
         ok[row] = True
     if block:

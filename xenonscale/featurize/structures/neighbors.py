@@ -26,7 +26,7 @@ from __future__ import annotations
 
 import numpy as np
 
-__all__ = ["pair_distances", "periodic_points"]
+__all__ = ["pair_distances", "periodic_points", "search_cost"]
 
 #: pymatgen's default ``numerical_tol``: a pair closer than this to itself is "self".
 SELF_TOL = 1e-8
@@ -52,6 +52,30 @@ def _center_blocks(n: int, volume: float, r: float) -> int:
     """Centres per search call so that about ``MAX_PAIRS_PER_CALL`` pairs come back."""
     per_center = n / max(volume, 1e-9) * 4.0 / 3.0 * np.pi * r**3 + 1.0
     return max(1, int(MAX_PAIRS_PER_CALL // per_center))
+
+
+def search_cost(n: int, lattice: np.ndarray, pbc: np.ndarray, r: float) -> float:
+    """What a search to ``r`` costs: the larger of the pairs it finds and the images it scans.
+
+    Pairs are ``n`` × (``n`` / volume) × the sphere's volume; the cell list
+    also builds every image of every site within ``r`` along each periodic
+    direction, ``n`` × Π (2⌈r / h⌉ + 1) over the cell heights ``h``: a cell
+    2e-6 Å thin needs ten million images per site even when it holds one
+    atom. Compared with ``RecordLimits.max_neighbors`` before searching.
+
+    >>> round(search_cost(2, np.eye(3) * 5.0, np.ones(3, bool), 5.0))
+    27
+    """
+    lattice = np.asarray(lattice, dtype=np.float64)
+    with np.errstate(all="ignore"):  # absurd cells overflow: the cost is then inf or nan
+        volume = abs(float(np.linalg.det(lattice)))
+        faces = np.linalg.norm(np.cross(lattice[[1, 2, 0]], lattice[[2, 0, 1]]), axis=1)
+        heights = volume / faces
+        reach = np.where(np.asarray(pbc, dtype=bool), 2.0 * np.ceil(r / heights) + 1.0, 1.0)
+        images = n * float(np.prod(reach))
+        pairs = n * n / volume * 4.0 / 3.0 * np.pi * r**3
+    cost = max(images, pairs)
+    return cost if volume > 0 and np.isfinite(cost) else float("inf")
 
 
 def pair_distances(cart: np.ndarray, lattice: np.ndarray, pbc: np.ndarray, r: float) -> np.ndarray:

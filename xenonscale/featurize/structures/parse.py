@@ -17,7 +17,12 @@ Accepted inputs (each row may be a different one)
 
 Rejected rows: None/NaN/empty, unreadable text, a structure with no sites, a
 species that is not an element H–Og (e.g. a dummy species ``X0+``), a
-singular lattice or non-finite coordinates.
+singular lattice or non-finite coordinates; and, against the per-record
+budgets of :mod:`xenonscale.limits`, text longer than ``max_input_chars``,
+more than ``max_atoms`` sites, a cell smaller than ``min_volume_per_atom``
+per site, or a record that takes longer than ``record_seconds`` to read.
+Whatever a row raises (deeply nested JSON, a pymatgen or spglib failure)
+becomes that row's error.
 
 Every structure featurizer calls this. The last batch parsed in a thread is
 kept, keyed by the identity of its items, so the parts of a
@@ -51,10 +56,14 @@ import numpy as np
 
 from xenonscale.chem.formula import RowError, describe_input
 from xenonscale.chem.periodic import PERIODIC_SYMBOLS
+from xenonscale.errors import XenonscaleError
+from xenonscale.limits import RecordTimeout, current_limits, failure_reason, run_record
 
 __all__ = ["StructureBatch", "clear_parse_cache", "parse_structures"]
 
-_CIF_HINT = re.compile(r"^\s*(data_|loop_|_cell_length_a|_atom_site_)", re.MULTILINE)
+# [ \t]* rather than \s*: \s* would run over newlines from every line start (quadratic
+# on a cell of blank lines).
+_CIF_HINT = re.compile(r"^[ \t]*(data_|loop_|_cell_length_a|_atom_site_)", re.MULTILINE)
 _Z_MAX = len(PERIODIC_SYMBOLS)
 _CACHE = threading.local()
 
@@ -168,13 +177,14 @@ def parse_structures(inputs: Sequence[object], *, cache: bool = True) -> Structu
     cached = getattr(_CACHE, "last", None) if cache else None
     if (
         cached is not None
+        and cached[2] == current_limits()  # other budgets give other error rows
         and len(cached[0]) == len(items)
         and all(map(operator.is_, cached[0], items))
     ):
         return cached[1]
     batch = _parse(items)
     if cache and all(isinstance(x, str) or x is None or _is_structure(x) for x in items):
-        _CACHE.last = (list(items), batch)
+        _CACHE.last = (list(items), batch, current_limits())
     elif cache:
         _CACHE.last = None
     return batch
@@ -194,14 +204,19 @@ def _parse(items: list[object]) -> StructureBatch:
     counts = np.zeros(n, dtype=np.int64)
     ordered = np.zeros(n, dtype=bool)
     carts, fracs, zs, occ_counts, occ_zs, occ_amounts, keys = [], [], [], [], [], [], []
+    limits = current_limits()
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # pymatgen's CIF parser warns about fixes it makes
         for i, item in enumerate(items):
             try:
-                structure = _to_structure(item)
-                arrays = _arrays(structure)
+                arrays = run_record(_read_row, item, limits)
             except _BadRow as exc:
                 errors.append(RowError(i, describe_input(item), str(exc)))
+                continue
+            except XenonscaleError:
+                raise
+            except (Exception, RecordTimeout) as exc:  # whatever one odd record raises
+                errors.append(RowError(i, describe_input(item), failure_reason(exc)))
                 continue
             ok[i] = True
             lattice[i], pbc[i], cart, frac, z, occ_n, occ_z, occ_amount, key, ordered[i] = arrays
@@ -234,6 +249,32 @@ def _parse(items: list[object]) -> StructureBatch:
         occ_amount=np.concatenate(occ_amounts) if occ_amounts else np.zeros(0),
         species_key=np.concatenate(keys) if keys else np.zeros(0, dtype=np.int32),
     )
+
+
+def _read_row(item: object, limits) -> tuple:
+    """One input → the arrays of :func:`_arrays`, within the record budgets."""
+    if isinstance(item, str | bytes) and len(item) > limits.max_input_chars:
+        what = f"input of {len(item)} characters"
+        raise _BadRow(limits.limit_reason("max_input_chars", len(item), what))
+    if isinstance(item, Mapping) and isinstance(item.get("sites"), Sequence):
+        _check_atoms(len(item["sites"]), limits)
+    structure = _to_structure(item)
+    _check_atoms(len(structure), limits)
+    arrays = _arrays(structure)
+    volume = abs(float(np.linalg.det(arrays[0])))
+    per_atom = volume / max(1, len(arrays[4]))
+    if not per_atom >= limits.min_volume_per_atom:
+        what = f"cell volume {per_atom:.3g} Å³ per site"
+        raise _BadRow(
+            f"{what}: below min_volume_per_atom, limit {limits.min_volume_per_atom:g}; "
+            "lower it with --min-volume-per-atom"
+        )
+    return arrays
+
+
+def _check_atoms(n: int, limits) -> None:
+    if n > limits.max_atoms:
+        raise _BadRow(limits.limit_reason("max_atoms", n, f"structure of {n} sites"))
 
 
 def _is_structure(item: object) -> bool:
@@ -302,7 +343,9 @@ def _arrays(structure) -> tuple:
     if n == 0:
         raise _BadRow("structure has no sites")
     matrix = np.asarray(structure.lattice.matrix, dtype=np.float64)
-    if not np.isfinite(matrix).all() or abs(np.linalg.det(matrix)) < 1e-6:
+    with np.errstate(all="ignore"):
+        determinant = np.linalg.det(matrix) if np.isfinite(matrix).all() else np.nan
+    if not abs(determinant) >= 1e-6 or not np.isfinite(determinant):
         raise _BadRow(f"lattice is singular or not finite (volume {structure.lattice.volume:.3g})")
     cart = np.asarray(structure.cart_coords, dtype=np.float64)
     frac = np.asarray(structure.frac_coords, dtype=np.float64)

@@ -46,6 +46,7 @@ from xenonscale.chem.formula import RowError
 from xenonscale.chem.periodic import PERIODIC_SYMBOLS
 from xenonscale.featurize.structures.featurizer import StructureFeaturizer
 from xenonscale.featurize.structures.parse import StructureBatch
+from xenonscale.limits import RecordTimeout, run_record
 
 __all__ = ["CRYSTAL_SYSTEMS", "StructureProperties", "crystal_system"]
 
@@ -187,7 +188,11 @@ class StructureProperties(StructureFeaturizer):
                     )
                 )
                 continue
-            number = self._space_group(batch, row)
+            try:
+                number = run_record(self._space_group, batch, row)
+            except RecordTimeout as exc:
+                errors.append(batch.error(row, str(exc)))
+                continue
             if number is None:
                 errors.append(batch.error(row, "spglib could not determine the space group"))
                 continue

@@ -34,8 +34,9 @@ import numpy as np
 from xenonscale.chem.formula import RowError
 from xenonscale.errors import ConfigError
 from xenonscale.featurize.structures.featurizer import StructureFeaturizer
-from xenonscale.featurize.structures.neighbors import pair_distances
+from xenonscale.featurize.structures.neighbors import pair_distances, search_cost
 from xenonscale.featurize.structures.parse import StructureBatch
+from xenonscale.limits import RecordTimeout, current_limits, failure_reason, run_record
 
 __all__ = ["RadialDistributionFunction", "rdf_edges"]
 
@@ -109,11 +110,10 @@ class RadialDistributionFunction(StructureFeaturizer):
         bins = len(edges) - 1
         shell = 4.0 / 3.0 * np.pi * (np.power(edges[1:], 3) - np.power(edges[:-1], 3))
         r_search = float(self.r_max)  # XenonPy searches to r_max, then bins by the edges
+        limits = current_limits()
         errors = []
-        for k, row in enumerate(rows.tolist()):
-            if not batch.ordered[row]:
-                errors.append(batch.error(row, DISORDERED))
-                continue
+
+        def one(row: int) -> np.ndarray:
             sites = batch.sites(row)
             m = batch.lattice[row]
             distances = pair_distances(batch.cart[sites], m, batch.pbc[row], r_search)
@@ -121,5 +121,20 @@ class RadialDistributionFunction(StructureFeaturizer):
             counts = np.bincount(index[index >= 0], minlength=bins)
             volume = float(abs(np.dot(np.cross(m[0], m[1]), m[2])))
             density = (sites.stop - sites.start) / volume
-            out[k] = counts / shell / density
+            return counts / shell / density
+
+        for k, row in enumerate(rows.tolist()):
+            if not batch.ordered[row]:
+                errors.append(batch.error(row, DISORDERED))
+                continue
+            n = int(batch.n_sites[row])
+            cost = search_cost(n, batch.lattice[row], batch.pbc[row], r_search)
+            if not cost <= limits.max_neighbors:
+                what = f"neighbour search to {r_search:g} Å of {cost:.3g} pairs/images"
+                errors.append(batch.error(row, limits.limit_reason("max_neighbors", cost, what)))
+                continue
+            try:
+                out[k] = run_record(one, row)
+            except (Exception, RecordTimeout) as exc:
+                errors.append(batch.error(row, failure_reason(exc)))
         return errors

@@ -47,8 +47,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from xenonscale.featurize.structures.neighbors import periodic_points
+from xenonscale.featurize.structures.neighbors import periodic_points, search_cost
 from xenonscale.featurize.structures.parse import StructureBatch
+from xenonscale.limits import current_limits
 
 __all__ = ["VoronoiFaces", "voronoi_faces"]
 
@@ -146,7 +147,12 @@ def _tessellate(batch: StructureBatch, row: int, acc: _Ridges) -> str | None:
     radius = min(START_RADIUS * (3.0 * volume / (4.0 * np.pi * n)) ** (1.0 / 3.0), cap)
     # Cell heights: the points lie in the cell grown by R along each height.
     heights = volume / np.linalg.norm(np.cross(lattice[[1, 2, 0]], lattice[[2, 0, 1]]), axis=1)
+    limits = current_limits()
     while True:
+        cost = search_cost(n, lattice, pbc, radius)
+        if not cost <= limits.max_neighbors:
+            what = f"Voronoi neighbour search to {radius:.3g} Å of {cost:.3g} pairs/images"
+            return limits.limit_reason("max_neighbors", cost, what)
         expected = n / volume * float(np.prod(heights + 2.0 * radius))
         if expected > 2 * MAX_POINTS:
             return f"Voronoi tessellation needs too many periodic images (R = {radius:.1f} Å)"
