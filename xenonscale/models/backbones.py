@@ -30,7 +30,15 @@ from torch import nn
 
 from xenonscale.errors import ConfigError
 
-__all__ = ["ACTIVATIONS", "MLP", "PropertyModel", "Standardize", "mlp_config", "predict_array"]
+__all__ = [
+    "ACTIVATIONS",
+    "MLP",
+    "PropertyModel",
+    "Standardize",
+    "mlp_config",
+    "model_size",
+    "predict_array",
+]
 
 ACTIVATIONS = {
     "relu": nn.ReLU,
@@ -69,6 +77,35 @@ def mlp_config(in_features: int, out_features: int = 1, **options) -> dict:
             f"activation={config['activation']!r}: use one of {', '.join(sorted(ACTIVATIONS))}"
         )
     return config
+
+
+def model_size(config: dict) -> tuple[int, int]:
+    """``(parameters, state elements)`` of ``PropertyModel(config)``, computed without building it.
+
+    Parameters are what trains (linear and batch-norm weights and biases);
+    state elements are everything ``state_dict()`` holds, i.e. what the
+    safetensors file stores: the parameters plus the input and target
+    statistics and the batch-norm running statistics. Pure integer
+    arithmetic: safe on a config far too large to allocate.
+
+    >>> model_size({"in_features": 4, "out_features": 1, "hidden": [8], "dropout": 0.0})
+    (65, 92)
+    >>> model_size({"in_features": 10_000_000, "hidden": [10_000_000]})[0] > 10**14
+    True
+    """
+    config = mlp_config(**{k: v for k, v in config.items() if k != "input_clip"})
+    parameters = buffers = 0
+    width = config["in_features"]
+    for size in config["hidden"]:
+        parameters += width * size + size  # Linear
+        if config["batch_norm"]:
+            parameters += 2 * size  # weight, bias
+            buffers += 2 * size + 1  # running mean, var, num_batches_tracked
+        width = size
+    outputs = config["out_features"]
+    parameters += width * outputs + outputs  # head
+    buffers += 2 * config["in_features"] + 2 * outputs  # input and target statistics
+    return parameters, parameters + buffers
 
 
 class MLP(nn.Module):

@@ -17,8 +17,9 @@ Examples
 """
 
 from xenonscale.zoo.card import featurizer_fields
+from xenonscale.zoo.limits import ZooLimits
 from xenonscale.zoo.model import ZooModel
 from xenonscale.zoo.refs import ModelRef
 from xenonscale.zoo.zoo import Zoo, load
 
-__all__ = ["ModelRef", "Zoo", "ZooModel", "featurizer_fields", "load"]
+__all__ = ["ModelRef", "Zoo", "ZooLimits", "ZooModel", "featurizer_fields", "load"]

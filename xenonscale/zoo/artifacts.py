@@ -51,6 +51,7 @@ __all__ = [
     "WEIGHTS",
     "ArtifactStore",
     "check_file",
+    "check_file_name",
     "looks_like_pickle",
     "sha256_hex",
     "weights_from_bytes",
@@ -95,10 +96,11 @@ def looks_like_pickle(data: bytes) -> bool:
     return data[:2] == b"PK" and b".pkl" in data
 
 
-def check_file(name: object, data: bytes | str | os.PathLike) -> bytes:
-    """Validate one extra file: a plain name with a known suffix, no pickle; return its bytes.
+def check_file_name(name: object) -> str:
+    """Validate an extra file's name (plain, a known suffix, not a reserved name); return it.
 
-    ``data`` is the content (bytes) or a local path to read.
+    >>> check_file_name("parity.png")
+    'parity.png'
     """
     if not isinstance(name, str) or not _FILE_NAME.fullmatch(name) or name in (CARD, WEIGHTS):
         raise ConfigError(
@@ -110,6 +112,15 @@ def check_file(name: object, data: bytes | str | os.PathLike) -> bytes:
             f"file {name!r}: a zoo keeps figures and notes only, with a suffix in "
             f"{', '.join(FILE_SUFFIXES)}"
         )
+    return name
+
+
+def check_file(name: object, data: bytes | str | os.PathLike) -> bytes:
+    """Validate one extra file: a plain name with a known suffix, no pickle; return its bytes.
+
+    ``data`` is the content (bytes) or a local path to read.
+    """
+    name = check_file_name(name)
     if isinstance(data, str | os.PathLike):
         path = Path(data)
         if not path.is_file():

@@ -20,7 +20,9 @@ Fields a trainer gives (checked by :func:`validate_card`):
     Free-form JSON objects; numeric ``metrics`` appear in ``zoo.list()``.
 
 Fields the zoo sets: ``name``, ``version``, ``created`` (UTC ISO),
-``weights_sha256``, ``files`` (``{file: sha256}``), ``versions`` (package
+``weights_sha256``, ``files`` (``{file: sha256}``), ``sizes`` (``{member: bytes}``
+of the weights and every file: an import checks each archive member against
+it before decompressing; absent on cards older than that check), ``versions`` (package
 versions; a trainer's own ``versions`` entries are kept and completed), and
 ``imported_from`` (``"name@version"``) for imported models. Other keys are
 kept as they are (notes, descriptions). A card is strict JSON: NaN and
@@ -62,7 +64,7 @@ __all__ = [
 ]
 
 #: Card keys the zoo writes itself (a trainer's values for them are replaced).
-SET_BY_ZOO = ("name", "version", "created", "weights_sha256", "files")
+SET_BY_ZOO = ("name", "version", "created", "weights_sha256", "files", "sizes")
 _SHA256 = re.compile(r"[0-9a-f]{64}")
 _PACKAGES = ("xenonscale", "numpy", "torch", "safetensors")
 

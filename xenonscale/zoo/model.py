@@ -18,7 +18,7 @@ import numpy as np
 import pandas as pd
 
 from xenonscale.errors import ConfigError, ZooError, ZooMismatchError
-from xenonscale.featurize.base import errors_frame
+from xenonscale.featurize.base import errors_frame, featurize_safely
 from xenonscale.models.backbones import predict_array
 from xenonscale.zoo.refs import ModelRef
 
@@ -158,7 +158,7 @@ class ZooModel:
         errors = []
         for start in range(0, len(inputs), self.batch_rows):
             chunk = inputs[start : start + self.batch_rows]
-            batch = featurizer.featurize_batch(chunk)
+            batch = featurize_safely(featurizer, list(chunk))
             ok = np.asarray(batch.ok, dtype=bool)
             if ok.any():
                 predicted = self.predict_features(np.asarray(batch.values)[ok])

@@ -25,6 +25,8 @@ from xenonscale.errors import ConfigError
 __all__ = ["ModelRef", "check_name", "parse_ref"]
 
 _NAME = re.compile(r"[a-z0-9][a-z0-9._-]{0,99}")
+#: Largest version a catalog can hold (SQLite INTEGER / PostgreSQL BIGINT).
+MAX_VERSION = 2**63 - 1
 
 
 def check_name(name: object) -> str:
@@ -51,9 +53,11 @@ def parse_ref(ref: object) -> tuple[str, int | None]:
     check_name(name)
     if not sep:
         return name, None
-    if not version.isdigit() or int(version) < 1:
+    # isascii: "²".isdigit() is True; the bound: catalogs hold versions as BIGINT.
+    if not (version.isascii() and version.isdigit()) or not 1 <= int(version) <= MAX_VERSION:
         raise ConfigError(
-            f"model reference {ref!r}: the version must be a positive integer, e.g. '{name}@1'"
+            f"model reference {ref[:120]!r}: the version must be a positive integer "
+            f"(at most {MAX_VERSION}), e.g. '{name}@1'"
         )
     return name, int(version)
 

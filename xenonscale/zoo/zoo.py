@@ -40,6 +40,7 @@ from xenonscale.zoo.archive import read_archive, write_archive
 from xenonscale.zoo.artifacts import CARD, WEIGHTS, ArtifactStore, check_file, sha256_hex
 from xenonscale.zoo.card import key_metrics, package_versions, validate_card
 from xenonscale.zoo.catalog import Catalog, Entry, utc_now
+from xenonscale.zoo.limits import ZooLimits, check_model_config
 from xenonscale.zoo.model import ZooModel
 from xenonscale.zoo.refs import ModelRef, check_name, parse_ref
 
@@ -92,6 +93,11 @@ class Zoo:
         Folder or fsspec URL for the weights, cards and files.
     storage_options : dict, optional
         fsspec options for ``artifacts`` (and for archive URLs in export/import).
+    limits : ZooLimits, optional
+        What an imported archive and a card's model may ask for (archive bytes,
+        parameters, widths; :mod:`xenonscale.zoo.limits`). Checked on import
+        before anything is decompressed or allocated, and on load before the
+        network is built. Raise them only for archives and catalogs you trust.
 
     Notes
     -----
@@ -109,8 +115,15 @@ class Zoo:
         *,
         artifacts: str | os.PathLike | None = None,
         storage_options: dict | None = None,
+        limits: ZooLimits | None = None,
     ):
+        if limits is not None and not isinstance(limits, ZooLimits):
+            raise ConfigError(
+                f"limits={limits!r}: give xenonscale.zoo.ZooLimits(...), e.g. "
+                "ZooLimits(max_bytes=8 << 30)"
+            )
         catalog_url, artifacts_url = resolve_location(catalog, artifacts)
+        self.limits = limits or ZooLimits()
         self.storage_options = dict(storage_options or {})
         self.artifacts = ArtifactStore(artifacts_url, self.storage_options)
         self.catalog = Catalog(catalog_url)
@@ -191,6 +204,7 @@ class Zoo:
             **body,
             "weights_sha256": sha,
             "files": {filename: sha256_hex(data) for filename, data in sorted(files.items())},
+            "sizes": _sizes(weights, files),
             "versions": package_versions(versions),
         }
         uri = None
@@ -231,14 +245,19 @@ class Zoo:
         The card keeps ``imported_from`` (``"name@version"`` it was exported as)
         and the package ``versions`` that produced the weights; the weights keep
         their bytes (and sha256).
+
+        The archive is checked against :attr:`limits` before anything in it is
+        decompressed, and its card's model before the network is allocated
+        (see :mod:`xenonscale.zoo.archive`): a hostile or oversized archive is
+        one :class:`~xenonscale.errors.ZooError` line.
         """
         from xenonscale.models.backbones import PropertyModel
         from xenonscale.zoo.artifacts import weights_from_bytes
 
-        card, weights, files = read_archive(path, self._options_for(path))
+        where = f"archive {os.fspath(path)!r}"
+        card, weights, files = read_archive(path, self._options_for(path), limits=self.limits)
         target = check_name(name if name is not None else card.get("name"))
-        if not isinstance(card.get("model"), dict):
-            raise ConfigError(f"archive {os.fspath(path)!r}: its card has no model config")
+        check_model_config(card.get("model"), self.limits, where=where)
         model = PropertyModel.from_config(card["model"])
         try:
             model.load_state_dict(weights_from_bytes(weights), strict=True)
@@ -292,6 +311,7 @@ class Zoo:
         from xenonscale.models.backbones import PropertyModel
 
         entry = self._checked(ref)
+        check_model_config(entry.card.get("model"), self.limits, where=str(entry.ref))
         model = PropertyModel.from_config(entry.card["model"])
         try:
             model.load_state_dict(
@@ -310,14 +330,22 @@ class Zoo:
         return ZooModel(entry.ref, entry.card, model.eval(), sorted(listed), read_file)
 
     def export(self, ref: str | ModelRef, path: str | os.PathLike) -> str:
-        """Write one portable archive (``.zip`` or ``.tar.gz``) of a version; return its path."""
+        """Write one portable archive (``.zip`` or ``.tar.gz``) of a version; return its path.
+
+        The archive's card is the catalog's; a card registered before the zoo
+        recorded member ``sizes`` gets them added, so that an import can check
+        every member's size before decompressing it.
+        """
         entry = self._checked(ref)
-        members = {
-            CARD: _card_bytes(entry.card),
-            WEIGHTS: self.artifacts.read_bytes(entry.uri, WEIGHTS, entry.weights_sha256),
+        weights = self.artifacts.read_bytes(entry.uri, WEIGHTS, entry.weights_sha256)
+        files = {
+            filename: self.artifacts.read_bytes(entry.uri, filename, sha)
+            for filename, sha in sorted((entry.card.get("files") or {}).items())
         }
-        for filename, sha in sorted((entry.card.get("files") or {}).items()):
-            members[filename] = self.artifacts.read_bytes(entry.uri, filename, sha)
+        card = entry.card
+        if "sizes" not in card:
+            card = {**card, "sizes": _sizes(weights, files)}
+        members = {CARD: _card_bytes(card), WEIGHTS: weights, **files}
         return write_archive(path, members, self._options_for(path))
 
     def _entry(self, ref: str | ModelRef) -> Entry:
@@ -357,6 +385,11 @@ def _explicit(ref: str | ModelRef, action: str) -> tuple[str, int]:
     if version is None:
         raise ConfigError(f"{action} {ref!r}: name the version explicitly, e.g. '{name}@1'")
     return name, version
+
+
+def _sizes(weights: bytes, files: Mapping[str, bytes]) -> dict[str, int]:
+    """The card's ``sizes``: bytes of the weights and of every extra file."""
+    return {WEIGHTS: len(weights), **{name: len(data) for name, data in sorted(files.items())}}
 
 
 def _card_bytes(card: dict) -> bytes:
