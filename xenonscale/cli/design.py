@@ -24,6 +24,7 @@ import sys
 import time
 from pathlib import Path
 
+from xenonscale.cli.args import read_frame, workers
 from xenonscale.errors import ConfigError
 
 __all__ = ["add_parser", "run"]
@@ -60,7 +61,7 @@ def add_parser(sub) -> argparse.ArgumentParser:
         help="SMC steps (default 50: XenonPy's tutorial schedule; other values interpolate it)",
     )
     parser.add_argument("--chains", type=int, default=4, help="independent chains")
-    parser.add_argument("--workers", type=int, default=None, help="embedded cluster workers")
+    parser.add_argument("--workers", type=workers, default=None, help="embedded cluster workers")
     parser.add_argument("--scheduler", default=None, help="Dask scheduler address (tcp://...)")
     parser.add_argument("--seed", type=int, default=0, help="seed of the chains and the n-gram")
     parser.add_argument(
@@ -78,11 +79,7 @@ def add_parser(sub) -> argparse.ArgumentParser:
 
 
 def _read(path: str, smiles_column: str, columns: list[str]):
-    import pandas as pd
-
-    if not Path(path).exists():
-        raise ConfigError(f"--data {path!r} does not exist: give a CSV of SMILES and properties")
-    frame = pd.read_parquet(path) if path.endswith(".parquet") else pd.read_csv(path)
+    frame = read_frame(path, "--data")
     missing = [c for c in [smiles_column, *columns] if c not in frame.columns]
     if missing:
         raise ConfigError(

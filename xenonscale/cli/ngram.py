@@ -21,6 +21,7 @@ import json
 import sys
 import time
 
+from xenonscale.cli.args import workers_or_zero
 from xenonscale.errors import ConfigError
 
 __all__ = ["add_parser", "run"]
@@ -52,7 +53,10 @@ def add_parser(sub) -> argparse.ArgumentParser:
         help="random re-orderings counted per SMILES (RDKit, seeded)",
     )
     train.add_argument(
-        "--workers", type=int, default=None, help="embedded cluster workers (0: this process)"
+        "--workers",
+        type=workers_or_zero,
+        default=None,
+        help="embedded cluster workers (0: this process)",
     )
     train.add_argument("--scheduler", default=None, help="Dask scheduler address (tcp://...)")
     train.add_argument("--partitions", type=int, default=None, help="number of partitions")

@@ -14,6 +14,7 @@ from __future__ import annotations
 import argparse
 import json
 
+from xenonscale.cli.args import parse_storage_options, workers
 from xenonscale.errors import ConfigError
 
 __all__ = [
@@ -148,7 +149,7 @@ def train(args: argparse.Namespace) -> int:
         data_options=data_options(args),
         progress=not args.no_progress,
         register=not args.no_register,
-        storage_options=json.loads(args.storage_options) if args.storage_options else None,
+        storage_options=parse_storage_options(args.storage_options),
     )
     metrics = result.metrics.get("val", {})
     shown = ", ".join(f"{k} {v:.4g}" for k, v in metrics.items() if isinstance(v, float))
@@ -162,7 +163,7 @@ def open_zoo(args: argparse.Namespace):
     """The :class:`~xenonscale.zoo.Zoo` named by ``--zoo``/``--artifacts``/``--storage-options``."""
     from xenonscale.zoo import Zoo
 
-    options = json.loads(args.storage_options) if args.storage_options else None
+    options = parse_storage_options(args.storage_options)
     return Zoo(args.zoo, artifacts=args.artifacts, storage_options=options)
 
 
@@ -179,7 +180,7 @@ def add_tune_parser(sub) -> None:
         "--storage", required=True, help="sqlite:///tune.db or postgresql+psycopg://"
     )
     parser.add_argument("--study", required=True, help="study name (created if missing)")
-    parser.add_argument("--workers", type=int, default=None, help="embedded cluster workers")
+    parser.add_argument("--workers", type=workers, default=None, help="embedded cluster workers")
     parser.add_argument("--scheduler", default=None, help="Dask scheduler address")
     parser.add_argument("--pruner", default="median", help="median | hyperband | none")
     parser.add_argument("--loss", default="mae", help="mae | mse | huber")

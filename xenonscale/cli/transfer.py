@@ -20,6 +20,7 @@ from pathlib import Path
 
 import numpy as np
 
+from xenonscale.cli.args import check_model_ref, read_frame, workers
 from xenonscale.errors import ConfigError
 
 __all__ = ["add_parser", "parity_figure", "transfer"]
@@ -57,7 +58,7 @@ def add_parser(sub) -> argparse.ArgumentParser:
     parser.add_argument("--top-k", type=int, default=1, help="1: best source; k: average top k")
     parser.add_argument("--finetune", default=None, help="also score fine-tuning: all|last|none")
     parser.add_argument("--max-epochs", type=int, default=200, help="fine-tuning epochs")
-    parser.add_argument("--workers", type=int, default=None, help="embedded cluster workers")
+    parser.add_argument("--workers", type=workers, default=None, help="embedded cluster workers")
     parser.add_argument("--scheduler", default=None, help="Dask scheduler address")
     parser.add_argument(
         "--register",
@@ -70,10 +71,10 @@ def add_parser(sub) -> argparse.ArgumentParser:
     return parser
 
 
-def _read(path: str, column: str, target: str) -> tuple[list, np.ndarray, int]:
+def _read(path: str, column: str, target: str, flag: str = "DATA") -> tuple[list, np.ndarray, int]:
     import pandas as pd
 
-    frame = pd.read_csv(path)
+    frame = read_frame(path, flag)
     for name in (column, target):
         if name not in frame.columns:
             raise ConfigError(f"{path!r} has no column {name!r}; it has {list(frame.columns)}")
@@ -117,9 +118,13 @@ def transfer(args: argparse.Namespace) -> int:
     from xenonscale.transfer.shotgun import shotgun
     from xenonscale.zoo import Zoo
 
-    inputs, y, dropped = _read(args.data, args.column, args.target)
-    zoo = Zoo(args.zoo, artifacts=args.artifacts)
     sources = [s.strip() for s in args.sources.split(",") if s.strip()] if args.sources else None
+    for ref in sources or ():
+        check_model_ref(ref)
+    inputs, y, dropped = _read(args.data, args.column, args.target)
+    if args.test:
+        _read(args.test, args.column, args.target, "--test")  # fail before any work
+    zoo = Zoo(args.zoo, artifacts=args.artifacts)
     result = shotgun(
         inputs,
         y,
@@ -172,7 +177,7 @@ def transfer(args: argparse.Namespace) -> int:
     ).savefig(path, dpi=110)
     report["plots"]["cv"] = path.name
     if args.test:
-        test_inputs, test_y, _ = _read(args.test, args.column, args.target)
+        test_inputs, test_y, _ = _read(args.test, args.column, args.target, "--test")
         fallback = float(result.y.mean())
         pred = _filled(result.predictor.predict(test_inputs), fallback)
         base = _filled(result.baseline.predict(test_inputs), fallback)

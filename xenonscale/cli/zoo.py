@@ -21,6 +21,7 @@ from __future__ import annotations
 import argparse
 import json
 
+from xenonscale.cli.args import model_ref, parse_storage_options, workers
 from xenonscale.errors import ConfigError
 
 __all__ = ["add_parser", "run"]
@@ -56,18 +57,18 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     listing.add_argument("name", nargs="?", default=None, help="only this model name")
     listing.add_argument("--json", action="store_true", help="print JSON records")
     show = actions.add_parser("show", parents=[common], help="print a model card (JSON)")
-    show.add_argument("ref", help="NAME@VERSION or NAME")
+    show.add_argument("ref", type=model_ref, help="NAME@VERSION or NAME")
     export = actions.add_parser("export", parents=[common], help="write a .zip or .tar.gz")
-    export.add_argument("ref", help="NAME@VERSION or NAME")
+    export.add_argument("ref", type=model_ref, help="NAME@VERSION or NAME")
     export.add_argument("path", help="archive path ending in .zip or .tar.gz")
     imports = actions.add_parser("import", parents=[common], help="register an archive")
     imports.add_argument("path", help="a .zip or .tar.gz written by `xenonscale zoo export`")
     imports.add_argument("--name", default=None, help="register under this name")
     remove = actions.add_parser("remove", parents=[common], help="delete a version")
-    remove.add_argument("ref", help="NAME@VERSION")
+    remove.add_argument("ref", type=model_ref, help="NAME@VERSION")
     remove.add_argument("--force", action="store_true", help="also a production version")
     promote = actions.add_parser("promote", parents=[common], help="make a version production")
-    promote.add_argument("ref", help="NAME@VERSION")
+    promote.add_argument("ref", type=model_ref, help="NAME@VERSION")
     build = actions.add_parser(
         "build", parents=[common], help="train the source-model library from public datasets"
     )
@@ -76,7 +77,7 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     build.add_argument("--workdir", default="zoo-build", help="stores and training output")
     build.add_argument("--max-epochs", type=int, default=60)
     build.add_argument("--rows", type=int, default=None, help="first rows of each dataset")
-    build.add_argument("--workers", type=int, default=None, help="embedded cluster workers")
+    build.add_argument("--workers", type=workers, default=None, help="embedded cluster workers")
     build.add_argument("--no-progress", action="store_true")
     zoo.set_defaults(handler=run)
     return zoo
@@ -128,12 +129,4 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _storage_options(text: str | None) -> dict | None:
-    if not text:
-        return None
-    try:
-        options = json.loads(text)
-    except ValueError as exc:
-        raise ConfigError(f"--storage-options {text!r} is not JSON ({exc})") from exc
-    if not isinstance(options, dict):
-        raise ConfigError(f"--storage-options {text!r}: give a JSON object")
-    return options
+    return parse_storage_options(text)
