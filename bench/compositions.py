@@ -353,6 +353,10 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
              lambda: pool.featurize_batch(sample)),
         Case("xenonscale Compositions", "from strings", big, 406,
              lambda: pool.featurize_batch(formulas)),
+        Case("xenonscale Compositions.transform", "from strings (DataFrame)", n, 406,
+             lambda: pool.transform(sample)),
+        Case("xenonscale Compositions.transform", "from strings (DataFrame)", big, 406,
+             lambda: pool.transform(formulas)),
         # 6 statistics × 22 Magpie properties = 132 features
         Case("matminer ElementProperty", "from strings (pymatgen+matminer)", n, 132,
              lambda: run_matminer(ep, [Composition(f) for f in sample])),
@@ -365,7 +369,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     ]  # fmt: skip
     print(f"timing {len(cases)} cases: 1 warm-up + {args.repeats} interleaved rounds ...")
     timings, outputs = measure(cases, args.repeats)
-    xpy_out, pool_sample, mm_out, stats_sample = (outputs[i] for i in (0, 2, 4, 6))
+    xpy_out, pool_sample, mm_out, stats_sample = (outputs[i] for i in (0, 2, 6, 8))
 
     parity = [
         compare("XenonPy", pool_sample.values, pool.labels, xpy_out, sample),
@@ -382,23 +386,30 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def ratios(timings: Sequence[Timing]) -> list[dict[str, Any]]:
-    """Peer µs/composition ÷ xenonscale µs/composition (medians): how many times faster."""
+    """Peer µs/composition ÷ xenonscale µs/composition (medians): how many times faster.
+
+    The last pair is the public DataFrame API (``transform``) against the batch
+    kernel (``featurize_batch``) on the same rows: the goal is a ratio ≥ 1/1.2.
+    """
     pairs = [
-        ("XenonPy 0.6.7", "xenonscale Compositions"),
-        ("matminer ElementProperty", "xenonscale ElementStatistics"),
+        ("XenonPy 0.6.7", "xenonscale Compositions", "featurize_batch / XenonPy"),
+        ("XenonPy 0.6.7", "xenonscale Compositions.transform", "transform / XenonPy"),
+        ("matminer ElementProperty", "xenonscale ElementStatistics", "xenonscale / matminer"),
+        ("xenonscale Compositions.transform", "xenonscale Compositions", "batch / transform"),
     ]
     out = []
-    for peer, ours in pairs:
+    for peer, ours, name in pairs:
         mine = [t for t in timings if t.tool == ours]
         for theirs in (t for t in timings if t.tool == peer):
             out.extend(
                 {
-                    "name": f"xenonscale / {peer.split()[0]}",
+                    "name": name,
                     "peer": f"{theirs.what}, {theirs.rows} rows",
                     "xenonscale": f"{t.rows} rows",
                     "ratio": theirs.median_us / t.median_us,
                 }
                 for t in mine
+                if not peer.startswith("xenonscale") or t.rows == theirs.rows
             )
     return out
 
@@ -407,17 +418,18 @@ def report(results: dict[str, Any]) -> None:
     m = results["machine"]
     print(f"\n{results['date']}  {m['cpu']}  ({m['cpu_count']} CPUs), Python {m['python']}")
     print("  ".join(f"{k} {v}" for k, v in m["versions"].items()))
-    header = f"{'tool':<29}{'input':<33}{'rows':>7}{'median µs':>12}{'min µs':>11}{'comps/s':>12}"
+    header = f"{'tool':<36}{'input':<33}{'rows':>7}{'median µs':>12}{'min µs':>11}{'comps/s':>12}"
     print("\n" + header + "\n" + "-" * len(header))
     for t in results["timings"]:
         print(
-            f"{t['tool']:<29}{t['what']:<33}{t['rows']:>7}{t['median_us']:>12.2f}"
+            f"{t['tool']:<36}{t['what']:<33}{t['rows']:>7}{t['median_us']:>12.2f}"
             f"{t['min_us']:>11.2f}{t['per_second']:>12,.0f}"
         )
     print("\nmedian µs/composition ratios (peer ÷ xenonscale):")
     for r in results["ratios"]:
         print(
-            f"  {r['name']}: {r['ratio']:,.0f}x   (peer {r['peer']}; xenonscale {r['xenonscale']})"
+            f"  {r['name']}: {r['ratio']:,.{0 if r['ratio'] >= 10 else 2}f}x   "
+            f"(peer {r['peer']}; xenonscale {r['xenonscale']})"
         )
     print(
         f"\nparity on the peers' sample (rel diff = |Δ| / (|peer| + {ATOL_FACTOR:g}·column scale)):"
