@@ -183,8 +183,12 @@ def test_a_store_whose_creation_was_interrupted_is_rebuilt(tmp_path, dask_client
     # a Zarr group that xenonscale did not write is never replaced silently
     foreign = str(tmp_path / "foreign.zarr")
     zarr.open_group(foreign, mode="w").attrs["title"] = "someone else's data"
-    with pytest.raises(StoreError, match=r"did not write.*--overwrite"):
+    with pytest.raises(StoreError, match=r"not a xenonscale feature store"):
         featurize_to_store(source, foreign, SPEC, **kwargs)
+    # ... not even with overwrite=True: it replaces only stores xenonscale wrote
+    with pytest.raises(StoreError, match=r"--overwrite replaces only xenonscale stores"):
+        featurize_to_store(source, foreign, SPEC, overwrite=True, **kwargs)
+    assert zarr.open_group(foreign, mode="r").attrs["title"] == "someone else's data"
 
 
 def test_embedded_workers_run_without_dasks_malloc_trim_threshold(dask_client):

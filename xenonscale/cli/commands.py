@@ -182,8 +182,11 @@ def _written_here(path: Path) -> bool:
 
 def _featurize_store(args: argparse.Namespace, job: _Job) -> int:
     from xenonscale.cluster import close_client, get_client
-    from xenonscale.engine import featurize_to_store
+    from xenonscale.engine import check_output, featurize_to_store
+    from xenonscale.store.layout import StoreLocation
 
+    # -o into a folder that is not a store is refused before any cluster starts
+    check_output(StoreLocation(args.output, job.storage_options), overwrite=args.overwrite)
     client = get_client(args.scheduler, workers=args.workers, quiet=args.no_progress)
     try:
         summary = featurize_to_store(

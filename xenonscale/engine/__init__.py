@@ -5,6 +5,6 @@ Examples
 >>> from xenonscale.engine import featurize_to_store  # doctest: +SKIP
 """
 
-from xenonscale.engine.run import JobSummary, featurize_to_store
+from xenonscale.engine.run import JobSummary, check_output, featurize_to_store
 
-__all__ = ["JobSummary", "featurize_to_store"]
+__all__ = ["JobSummary", "check_output", "featurize_to_store"]

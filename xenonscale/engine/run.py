@@ -22,17 +22,30 @@ from __future__ import annotations
 
 import functools
 import time
+import warnings
 from dataclasses import asdict, dataclass
 
 import pandas as pd
 from tqdm.auto import tqdm
 
-from xenonscale.engine.bookkeeping import JobLock, done_markers, spec_hash, write_done
+from xenonscale.engine.bookkeeping import (
+    JobLock,
+    done_markers,
+    read_bookkeeping,
+    spec_hash,
+    write_done,
+)
 from xenonscale.errors import ConfigError, FeaturizerError, StoreError
 from xenonscale.featurize.base import featurize_safely
 from xenonscale.featurize.registry import FeaturizerSpec, element_tables
 from xenonscale.sources.base import Partition, Source
-from xenonscale.store.layout import BOOKKEEPING, StoreLocation
+from xenonscale.store.layout import (
+    BOOKKEEPING,
+    STORE_TITLE,
+    StoreLocation,
+    clear_store,
+    store_state,
+)
 from xenonscale.store.writer import (
     COMPRESSIONS,
     create_store,
@@ -42,9 +55,8 @@ from xenonscale.store.writer import (
 )
 from xenonscale.versions import installed_versions
 
-__all__ = ["JobSummary", "featurize_to_store"]
+__all__ = ["JobSummary", "check_output", "featurize_to_store"]
 
-STORE_TITLE = "xenonscale feature store"
 #: Feature bytes (float64, as featurizers return them) one task holds by default.
 TASK_BYTES = 256 << 20
 
@@ -79,6 +91,7 @@ def _run_partition(
     location: StoreLocation,
     spec: FeaturizerSpec,
     extras: dict[str, str],
+    renamed: dict[str, str] | None = None,
 ) -> dict:
     """Worker task: read → featurize → write region → done marker; returns counts."""
     frame = source.read(partition)
@@ -87,12 +100,20 @@ def _run_partition(
             f"partition {partition.index} of {source.url!r} gave {len(frame)} records, "
             f"planned {partition.rows}: the source changed during the job"
         )
+    frame = frame.rename(columns=renamed) if renamed else frame
     featurizer = _featurizer(spec)
     batch = featurize_safely(featurizer, frame["input"].tolist(), spec.limits)
     if spec.on_error == "raise" and batch.errors:
         first = batch.errors[0]
         raise FeaturizerError(f"row {partition.start + first.row}: {first.input!r}: {first.reason}")
-    write_region(location, partition.start, frame, batch.values, batch.ok, extras)
+    try:
+        write_region(location, partition.start, frame, batch.values, batch.ok, extras)
+    except OSError as exc:  # a full disk, a read-only mount, a vanished bucket
+        raise StoreError(
+            f"cannot write rows {partition.start}..{partition.stop - 1} of {location.url!r} "
+            f"({exc.strerror or exc}): free space or fix access, then rerun the same command "
+            "to resume"
+        ) from exc
     record = {
         "index": partition.index,
         "start": partition.start,
@@ -159,6 +180,8 @@ def featurize_to_store(
             f"--compression {compression!r} is unknown: use one of {', '.join(COMPRESSIONS)}"
         )
     featurizer = _featurizer(spec)  # fail fast on bad arguments, before any work
+    location = StoreLocation(store, storage_options)
+    state = check_output(location, overwrite=overwrite)
     if not isinstance(source, Source):
         from xenonscale.sources import open_source
 
@@ -167,13 +190,18 @@ def featurize_to_store(
         partition_rows = min(50_000, max(1, TASK_BYTES // (8 * max(1, len(featurizer.labels)))))
         partition_rows = max(chunk_rows, partition_rows // chunk_rows * chunk_rows)
     partition_rows = -(-partition_rows // chunk_rows) * chunk_rows
-    location = StoreLocation(store, storage_options)
     started = time.perf_counter()
 
-    if overwrite and location.fs.exists(location.root):
+    if overwrite and state == "store":
         _check_not_locked(location)
-        location.fs.rm(location.root, recursive=True)
-    location.fs.makedirs(location.root, exist_ok=True)
+        clear_store(location)
+    try:
+        location.fs.makedirs(location.root, exist_ok=True)
+    except OSError as exc:
+        raise StoreError(
+            f"cannot create the store folder {location.url!r} ({exc.strerror or exc}): "
+            "check that the path is writable and the disk has room"
+        ) from exc
     with JobLock(location):
         manifest = _load_or_plan(
             location, source, spec, featurizer, chunk_rows, partition_rows, compression
@@ -185,6 +213,36 @@ def featurize_to_store(
         if pending:
             _run_pending(pending, source, location, spec, manifest, client, progress, done)
         return _finish(location, manifest, partitions, resumed, started)
+
+
+def check_output(location: StoreLocation | str, *, overwrite: bool = False) -> str:
+    """Refuse an output the engine must not write into; returns its :func:`store_state`.
+
+    The engine writes only into a path that is absent, an empty folder, or a
+    store it made. A folder holding anything else (``-o .``, a project
+    folder), a file, or a path under a file is refused with one line, before
+    any work and whatever ``overwrite`` says: ``--overwrite`` replaces only a
+    xenonscale store. Nothing is changed on disk.
+
+    >>> import tempfile
+    >>> check_output(tempfile.mkdtemp())
+    'empty'
+    """
+    if isinstance(location, str):
+        location = StoreLocation(location)
+    state = store_state(location)
+    if state == "file":
+        raise StoreError(
+            f"the output {location.url!r} is an existing file: give a new or empty folder "
+            "for the store (nothing was changed)"
+        )
+    if state == "foreign":
+        also = " (--overwrite replaces only xenonscale stores)" if overwrite else ""
+        raise StoreError(
+            f"refusing to write into {location.url!r}: it holds files that are not a xenonscale "
+            f"feature store{also}; give a new or empty folder (nothing was changed)"
+        )
+    return state
 
 
 def _check_not_locked(location: StoreLocation) -> None:
@@ -211,8 +269,8 @@ def _load_or_plan(
     digest = spec_hash(identity)
     manifest_path = (BOOKKEEPING, "manifest.json")
     if location.fs.exists(location.path(*manifest_path)):
-        manifest = location.read_json(*manifest_path)
-        if manifest["spec_hash"] == digest:
+        manifest = read_bookkeeping(location, location.path(*manifest_path))
+        if manifest.get("spec_hash") == digest:
             return manifest
         raise StoreError(
             f"store {location.url!r} was built with a different spec "
@@ -226,7 +284,14 @@ def _load_or_plan(
         )
     total, partitions = source.plan(partition_rows)
     first = source.read(partitions[0]) if partitions else pd.DataFrame(columns=["id", "input"])
-    extras = extra_kinds(first)
+    renamed = store_names(extra_kinds(first))
+    extras = {renamed.get(name, name): kind for name, kind in extra_kinds(first).items()}
+    if renamed:
+        warnings.warn(
+            "source columns renamed in the store (their names are the store's own): "
+            + ", ".join(f"{old!r} → {new!r}" for old, new in renamed.items()),
+            stacklevel=3,
+        )
     attrs = {
         "title": STORE_TITLE,
         "featurizer": spec.to_dict(),
@@ -237,6 +302,7 @@ def _load_or_plan(
         "source": source.describe(),
         "source_fingerprint": source.fingerprint(),
         "rows": total,
+        "renamed_columns": renamed,
         "chunk_rows": chunk_rows,
         "compression": compression,
         "versions": installed_versions(
@@ -258,11 +324,48 @@ def _load_or_plan(
         "identity": identity,
         "rows": total,
         "extras": extras,
+        "renamed": renamed,
         "attrs": attrs,
         "partitions": [asdict(p) for p in partitions],
     }
     location.write_json(manifest, *manifest_path)
     return manifest
+
+
+#: Names of the store's own arrays and folders: a source column may not take them.
+RESERVED_NAMES = frozenset(
+    {"features", "feature", "sample", "ok", "id", "input", "row", "errors", "zarr.json",
+     BOOKKEEPING}
+)  # fmt: skip
+#: The prefix a clashing source column gets in the store.
+RENAME_PREFIX = "source_"
+
+
+def store_names(extras: dict[str, str]) -> dict[str, str]:
+    """``{column: store name}`` for the source columns that clash with the store layout.
+
+    Reserved names (:data:`RESERVED_NAMES`), names starting with ``_`` or
+    ``.`` (Zarr and bookkeeping space) and names holding ``/`` (which would
+    become nested groups) get :data:`RENAME_PREFIX` (``/`` becomes ``_``).
+    A renamed column that would still clash is refused before any work.
+
+    >>> store_names({"ok": "number", "a/b": "text", "target": "number"})
+    {'ok': 'source_ok', 'a/b': 'source_a_b'}
+    """
+    renamed: dict[str, str] = {}
+    for name in extras:
+        text = str(name)
+        if text in RESERVED_NAMES or text[:1] in ("_", ".") or "/" in text or not text:
+            renamed[name] = RENAME_PREFIX + text.replace("/", "_")
+    taken = (set(map(str, extras)) - set(renamed)) | RESERVED_NAMES
+    clashes = [new for new in renamed.values() if new in taken]
+    if clashes or len(set(renamed.values())) != len(renamed):
+        raise StoreError(
+            f"source columns {sorted(renamed)} clash with the store's own names and renaming "
+            f"them to {sorted(renamed.values())} clashes again: rename those columns in the "
+            "source"
+        )
+    return renamed
 
 
 def _interrupted_creation(location: StoreLocation) -> bool:
@@ -284,7 +387,7 @@ def _run_pending(pending, source, location, spec, manifest, client, progress, do
         client = get_client(quiet=not progress)
     try:
         bag = db.from_sequence(pending, npartitions=len(pending)).map(
-            _run_partition, source, location, spec, manifest["extras"]
+            _run_partition, source, location, spec, manifest["extras"], manifest.get("renamed")
         )
         futures = client.compute(bag.to_delayed())
         initial = sum(record["rows"] for record in done.values())

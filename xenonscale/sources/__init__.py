@@ -34,7 +34,10 @@ Examples
 from __future__ import annotations
 
 import inspect
+import os
 import posixpath
+import re
+from pathlib import Path
 from typing import Any
 
 from xenonscale.errors import ConfigError, SourceError
@@ -58,6 +61,7 @@ __all__ = [
     "SmilesSource",
     "Source",
     "SplitJsonSource",
+    "canonical_url",
     "infer_format",
     "open_source",
 ]
@@ -159,6 +163,7 @@ def open_source(
     SourceError
         The URL does not exist or its format cannot be told.
     """
+    url = canonical_url(url)
     fmt = format or infer_format(url, storage_options)
     if fmt not in FORMATS:
         raise ConfigError(f"format={fmt!r} is unknown: use one of {', '.join(FORMATS)}")
@@ -191,6 +196,30 @@ def open_source(
             f"it takes {sorted(accepted - set(common) - set(kwargs))}"
         )
     return cls(url, **common, **kwargs, **options)
+
+
+_SCHEME = re.compile(r"[A-Za-z][A-Za-z0-9+.-]*:")
+
+
+def canonical_url(url: str) -> str:
+    """A local path made absolute and resolved (``csv/x.csv``, ``./csv/x.csv`` and
+    ``/abs/csv/x.csv`` are one source, so a rerun resumes whatever the spelling);
+    URLs with a scheme (``s3://``, ``https://``) are kept as given.
+
+    >>> canonical_url("s3://bucket/x.csv")
+    's3://bucket/x.csv'
+    >>> canonical_url("x.csv") == str(Path("x.csv").resolve())
+    True
+    """
+    if not isinstance(url, str) or not url:
+        return url
+    if url.startswith("file://"):
+        path = url.removeprefix("file://")
+    elif _SCHEME.match(url):  # s3://, https://, dataset:NAME, ...
+        return url
+    else:
+        path = url
+    return str(Path(os.path.expanduser(path)).resolve())
 
 
 _NATURAL = {"cif": {"cif", "structure"}, "poscar": {"poscar", "structure"},

@@ -24,6 +24,7 @@ Examples
 
 from __future__ import annotations
 
+import contextlib
 import json
 import warnings
 from dataclasses import dataclass
@@ -37,13 +38,22 @@ from xenonscale.errors import StoreError
 
 __all__ = [
     "BOOKKEEPING",
+    "STORE_TITLE",
     "StoreLocation",
+    "clear_store",
     "open_store",
     "read_errors",
+    "store_state",
 ]
 
 BOOKKEEPING = "_xenonscale"
 FEATURES = "features"
+#: The ``title`` attribute of every store the engine creates (how it knows its own).
+STORE_TITLE = "xenonscale feature store"
+#: What a store folder may hold: root metadata, Zarr nodes and the bookkeeping folder.
+_ROOT_FILES = ("zarr.json",)
+#: What ``_xenonscale/`` may hold.
+_BOOKKEEPING_ENTRIES = ("manifest.json", "lock.json", "lock.guard", "done", "errors")
 
 
 @dataclass(frozen=True)
@@ -99,6 +109,100 @@ class StoreLocation:
         else:
             with fs.open(path, "w") as handle:
                 handle.write(text)
+
+
+def store_state(location: StoreLocation) -> str:
+    """What is at ``location``: ``"absent"``, ``"empty"``, ``"store"``, ``"file"`` or ``"foreign"``.
+
+    ``"store"`` means a store this engine made, finished or not, recognized by
+    its own layout: nothing but ``zarr.json``, Zarr nodes (folders holding a
+    ``zarr.json``) and the ``_xenonscale/`` bookkeeping folder, with either a
+    manifest or a root group titled :data:`STORE_TITLE` (or, after a crash
+    before any Zarr was written, the bookkeeping folder alone). Anything else
+    in the folder makes it ``"foreign"``: the engine never writes there.
+
+    Raises :class:`StoreError` when the path lies under a file.
+
+    >>> import tempfile
+    >>> store_state(StoreLocation(tempfile.mkdtemp()))
+    'empty'
+    """
+    fs = location.fs
+    root = location.root
+    _check_not_under_a_file(location)
+    if not fs.exists(root):
+        return "absent"
+    if fs.isfile(root):
+        return "file"
+    entries = {
+        path.rstrip("/").rsplit("/", 1)[-1]: path.rstrip("/")
+        for path in fs.ls(root, detail=False)
+        if path.rstrip("/") != root
+    }
+    if not entries:
+        return "empty"
+    for name, path in entries.items():
+        if name == BOOKKEEPING:
+            inner = {p.rstrip("/").rsplit("/", 1)[-1] for p in fs.ls(path, detail=False)}
+            if any(not _bookkeeping_entry(n) for n in inner):
+                return "foreign"
+        elif name not in _ROOT_FILES and not fs.exists(f"{path}/zarr.json"):
+            return "foreign"
+    if fs.exists(location.path(BOOKKEEPING, "manifest.json")):
+        return "store"
+    if "zarr.json" in entries:
+        return "store" if _title(location) == STORE_TITLE else "foreign"
+    return "store" if set(entries) == {BOOKKEEPING} else "foreign"
+
+
+def _bookkeeping_entry(name: str) -> bool:
+    return name in _BOOKKEEPING_ENTRIES or (name.startswith("lock.json.") and name.endswith(".tmp"))
+
+
+def _title(location: StoreLocation) -> object:
+    try:
+        with location.fs.open(location.path("zarr.json"), "r") as handle:
+            return json.load(handle).get("attributes", {}).get("title")
+    except (ValueError, OSError, AttributeError):
+        return None
+
+
+def _check_not_under_a_file(location: StoreLocation) -> None:
+    fs = location.fs
+    if "file" not in np.atleast_1d(fs.protocol):
+        return  # object stores have no folders to be files
+    from pathlib import Path
+
+    for parent in Path(location.root).parents:
+        if parent.exists():
+            if not parent.is_dir():
+                raise StoreError(
+                    f"cannot write the store {location.url!r}: {str(parent)!r} is a file, not a "
+                    "folder; choose a path in a folder"
+                )
+            return
+
+
+def clear_store(location: StoreLocation) -> None:
+    """Remove a store this engine made (refuses anything :func:`store_state` does not call ours).
+
+    Only the store's own entries are removed (Zarr metadata and nodes, the
+    bookkeeping folder), then the folder itself if it is left empty.
+    """
+    state = store_state(location)
+    if state in ("absent", "empty"):
+        return
+    if state != "store":
+        raise StoreError(
+            f"refusing to remove {location.url!r}: it is not a xenonscale feature store "
+            "(--overwrite replaces only stores that xenonscale wrote); choose another path"
+        )
+    fs = location.fs
+    for path in fs.ls(location.root, detail=False):
+        if path.rstrip("/") != location.root:
+            fs.rm(path, recursive=True)
+    with contextlib.suppress(OSError):
+        fs.rmdir(location.root)
 
 
 def _json_default(value: Any) -> Any:

@@ -4,8 +4,7 @@ Regions never share a chunk, so many workers write at once without locks.
 
 Examples
 --------
->>> from xenonscale.errors import ConfigError
-from xenonscale.store.layout import StoreLocation
+>>> from xenonscale.store.layout import StoreLocation
 >>> from xenonscale.store.writer import create_store, write_region
 >>> loc = StoreLocation("/tmp/example.zarr")  # doctest: +SKIP
 >>> create_store(loc, rows=10, labels=["a"], extras={}, chunk_rows=5, attrs={})  # doctest: +SKIP
@@ -146,12 +145,22 @@ def create_store(
 
 
 def _clear_except_bookkeeping(location: StoreLocation) -> None:
-    """Remove any earlier Zarr content, keeping ``_xenonscale/`` (the running job's lock)."""
+    """Remove an interrupted creation's Zarr content, keeping ``_xenonscale/`` (the lock).
+
+    Only Zarr metadata and Zarr nodes (folders holding a ``zarr.json``) go: the
+    engine checked with :func:`~xenonscale.store.layout.store_state` that the
+    folder holds nothing else, and this never removes anything it cannot
+    recognize as Zarr.
+    """
     fs = location.fs
     if not fs.exists(location.root):
         return
     for path in fs.ls(location.root, detail=False):
-        if path.rstrip("/").rsplit("/", 1)[-1] != BOOKKEEPING:
+        path = path.rstrip("/")
+        name = path.rsplit("/", 1)[-1]
+        if path == location.root or name == BOOKKEEPING:
+            continue
+        if name == "zarr.json" or fs.exists(f"{path}/zarr.json"):
             fs.rm(path, recursive=True)
 
 
