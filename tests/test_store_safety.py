@@ -114,15 +114,29 @@ def test_outputs_that_are_files_or_under_files_are_refused(tmp_path):
 
 
 def test_a_read_only_folder_gives_one_clear_line(tmp_path, data_dir, capsys):
-    if os.geteuid() == 0:
-        pytest.skip("root writes through read-only permissions; nothing to test as root")
+    import subprocess
+
     folder = tmp_path / "ro"
     folder.mkdir()
-    folder.chmod(0o500)
-    source = str(data_dir / "compositions" / "matbench_steels_yield.csv")
-    code = main(["featurize", source, "-o", str(folder / "s.zarr"), "--column", "formula"])
-    assert code == 2
-    assert "cannot create the store folder" in capsys.readouterr().err
+    if os.geteuid() == 0:  # root writes through permission bits: mount a read-only tmpfs
+        made = subprocess.run(
+            ["mount", "-t", "tmpfs", "-o", "ro,size=64k", "tmpfs", str(folder)],
+            capture_output=True,
+        )
+        if made.returncode != 0:
+            pytest.skip(f"cannot mount a read-only tmpfs here: {made.stderr.decode().strip()}")
+    else:
+        folder.chmod(0o500)
+    try:
+        source = str(data_dir / "compositions" / "matbench_steels_yield.csv")
+        code = main(["featurize", source, "-o", str(folder / "s.zarr"), "--column", "formula"])
+        err = capsys.readouterr().err.strip().splitlines()
+        assert code == 2 and len(err) == 1
+        assert err[0].startswith("xenonscale: error: cannot create the store folder")
+        assert "not writable (read-only file system or permissions)" in err[0]
+    finally:
+        if os.geteuid() == 0:
+            subprocess.run(["umount", str(folder)], check=False)
 
 
 def test_clashing_source_columns_are_renamed_with_a_prefix(tmp_path, data_dir, dask_client):

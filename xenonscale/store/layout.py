@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import os
 import warnings
 from dataclasses import dataclass
 from typing import Any
@@ -173,12 +174,18 @@ def _check_not_under_a_file(location: StoreLocation) -> None:
         return  # object stores have no folders to be files
     from pathlib import Path
 
-    for parent in Path(location.root).parents:
+    root = Path(location.root)
+    for parent in [root, *root.parents]:
         if parent.exists():
-            if not parent.is_dir():
+            if parent != root and not parent.is_dir():
                 raise StoreError(
                     f"cannot write the store {location.url!r}: {str(parent)!r} is a file, not a "
                     "folder; choose a path in a folder"
+                )
+            if not os.access(parent, os.W_OK):  # honours read-only mounts, for root too
+                raise StoreError(
+                    f"cannot create the store folder {location.url!r}: {str(parent)!r} is not "
+                    "writable (read-only file system or permissions); choose a writable path"
                 )
             return
 
