@@ -63,6 +63,17 @@ def xenonpy_compositions(tmp_path_factory, data_dir):
     return Compositions
 
 
+@pytest.fixture(scope="module")
+def one_torch_thread():
+    """One intra-op torch thread for a module: on a small shared machine, more spin and crawl."""
+    import torch
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
 @pytest.fixture(scope="session")
 def dask_client():
     """A real embedded cluster: 2 worker processes on 127.0.0.1 (TCP)."""

@@ -50,6 +50,8 @@ from xenonscale.zoo.zoo import resolve_location
 SPEC = FeaturizerSpec.parse("composition", "classic", elements="xenonpy58")
 NAME = "steels-yield"
 
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
+
 
 def tiny_png() -> bytes:
     """A valid 1×1 grayscale PNG (what a trainer's parity plot would be)."""
@@ -82,13 +84,6 @@ class Trained:
             return self.model(torch.from_numpy(self.x if x is None else x)).numpy()
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_torch_thread():
-    """One intra-op thread: on a small shared machine, more threads spin and crawl."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 @pytest.fixture(scope="module")

@@ -47,13 +47,9 @@ CAP = ZooLimits(max_bytes=10 * MiB, max_ratio=math.inf)  # only the size caps bi
 NAME = "tiny"
 NOTES = b"# notes\nfitted on nothing in particular\n"
 
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
-@pytest.fixture(scope="module", autouse=True)
-def one_torch_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+
 
 
 @pytest.fixture
