@@ -93,7 +93,12 @@ def build_frame(
         id_values[missing] = row_text[missing]
     blank = pd.isna(values) | (values == "")
     values[blank] = None
-    data: dict[str, Any] = {"row": rows, "id": id_values, "input": values}
+    # object columns: pandas 3 would infer its string dtype, whose missing value is NaN
+    data: dict[str, Any] = {
+        "row": rows,
+        "id": pd.Series(id_values, dtype=object),
+        "input": pd.Series(values, dtype=object),
+    }
     for name, column in (extras or {}).items():
         if name not in data:
             data[name] = column.to_numpy() if isinstance(column, pd.Series) else column

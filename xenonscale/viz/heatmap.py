@@ -342,7 +342,8 @@ def _validate(
         raise ConfigError(f"max_nan_fraction={max_nan_fraction!r}: use a number in [0, 1]")
     if isinstance(max_labels, bool) or not isinstance(max_labels, int) or max_labels < 1:
         raise ConfigError(f"max_labels={max_labels!r}: use a positive integer")
-    values = features.to_numpy(dtype=np.float64, na_value=np.nan)
+    # copy=True: under pandas 3 (copy-on-write) to_numpy may return a read-only view
+    values = features.to_numpy(dtype=np.float64, na_value=np.nan, copy=True)
     values[~np.isfinite(values)] = np.nan
     y = y.copy()
     y[~np.isfinite(y)] = np.nan
