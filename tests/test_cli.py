@@ -99,10 +99,10 @@ def test_console_script_demo_runs_end_to_end(tmp_path, data_dir):
     assert "3,000 ok + 0 errors = 3,000 rows" in result.stdout
     import xarray as xr
 
-    ds = xr.open_zarr(tmp_path / "matbench_mp_e_form.zarr")
+    ds = xr.open_zarr(tmp_path / "matbench_mp_gap.zarr")
     assert ds.features.shape == (3000, 500) and bool(ds.ok.all())
-    assert (tmp_path / "matbench_mp_e_form_heatmap.png").stat().st_size > 20_000
-    assert "mp-e-form@1" in result.stdout and "validation MAE" in result.stdout
+    assert (tmp_path / "matbench_mp_gap_heatmap.png").stat().st_size > 20_000
+    assert "mp-gap@1" in result.stdout and "validation MAE" in result.stdout
     for plot in ("learning_curve.png", "parity.png"):
         assert (tmp_path / "model" / plot).stat().st_size > 10_000
     assert "(1 error: unknown element 'Xx'" in result.stdout

@@ -1,15 +1,16 @@
 """``make demo``: the main job of the day, end to end on real data.
 
-Today: featurize every Materials Project formation-energy composition of
-Matbench (``matbench_mp_e_form``, 132,752 formulas) with XenonPy's descriptors
+Today: featurize every Materials Project band-gap composition of Matbench
+(``matbench_mp_gap``, 106,113 formulas) with XenonPy's descriptors
 on an embedded Dask cluster into a chunked Zarr FeatureStore, then read the
 store back like any xarray user and summarize it (throughput, errors, the
 descriptors that track the target best, a descriptor heatmap); then train a
 source model on the store with Lightning (an MLP on XenonPy's ``classic``
 descriptors), register it in a zoo under ``OUTPUT/zoo`` with its learning
 curve and parity plot, and predict raw formulas from the zoo; transfer that
-model to a small real dataset (1,000 experimental band gaps, shotgun with a
-same-fold from-scratch baseline, parity plot); and design molecules with iQSPR
+band-gap model to a small real dataset of the same property measured (1,000
+experimental band gaps, shotgun with a same-fold from-scratch baseline, test
+MAE of both and a parity plot); and design molecules with iQSPR
 (n-gram + Bayesian ridge likelihood + SMC, 4 chains on the cluster) toward
 XenonPy's tutorial target, with the property-space and hit-rate plots.
 
@@ -30,7 +31,10 @@ from xenonscale import datasets
 
 __all__ = ["run_demo"]
 
-DATASET = "matbench_mp_e_form"
+DATASET = "matbench_mp_gap"
+#: The source model's name in the demo zoo: a band-gap model, the relevant source for
+#: the experimental band gaps the transfer step learns.
+SOURCE = "mp-gap"
 
 
 def run_demo(
@@ -41,7 +45,7 @@ def run_demo(
     epochs: int = 15,
     progress: bool = True,
 ) -> dict[str, object]:
-    """Featurize Matbench ``mp_e_form``, train and register a model; returns a summary."""
+    """Featurize Matbench ``mp_gap``, train and register a model, transfer, design; a summary."""
     from xenonscale.cluster import close_client, get_client
     from xenonscale.engine import featurize_to_store
     from xenonscale.featurize.registry import FeaturizerSpec
@@ -87,7 +91,7 @@ def run_demo(
 
     sample = _sample(ds, info.target_column)
     target = sample.pop(info.target_column).to_numpy()
-    print("target    formation energy (eV/atom): " + _describe(target))
+    print("target    DFT band gap (eV): " + _describe(target))
     top = _top_correlations(sample, target)
     print("top descriptors by |Spearman ρ| with the target (20,000-row sample):")
     for label, rho in top:
@@ -116,31 +120,31 @@ def _train(store: Path, output: Path, epochs: int, progress: bool) -> dict[str, 
 
     zoo = Zoo(str(output / "zoo"))
     result = train_model(
-        str(store), "target", name="mp-e-form", zoo=zoo, output=output / "model",
-        max_epochs=epochs, units={"target": "eV/atom"}, progress=progress, accelerator="cpu",
+        str(store), "target", name=SOURCE, zoo=zoo, output=output / "model",
+        max_epochs=epochs, units={"target": "eV"}, progress=progress, accelerator="cpu",
     )  # fmt: skip
     zoo.promote(result.ref)
     val = result.metrics["val"]
     print(
         f"train     {result.ref}: {result.card['training']['epochs']} epochs in "
-        f"{result.card['training']['seconds']:.0f} s; validation MAE {val['mae']:.3f} eV/atom, "
+        f"{result.card['training']['seconds']:.0f} s; validation MAE {val['mae']:.3f} eV, "
         f"R² {val['r2']:.3f} ({val['n']:,} rows)"
     )
     for path in result.files.values():
         print(f"plot      {path}")
     formulas = ["Fe2O3", "NaCl", "LiFePO4", "GaN", "Xx2"]
-    model = zoo.load("mp-e-form")
+    model = zoo.load(SOURCE)
     predicted = model.predict(formulas)["target"].to_numpy()
     shown = ", ".join(f"{f} {v:+.2f}" for f, v in zip(formulas, predicted, strict=True))
-    print(f"predict   eV/atom from the zoo: {shown} ({len(model.errors_)} error: "
+    print(f"predict   band gaps (eV) from the zoo: {shown} ({len(model.errors_)} error: "
           f"{model.errors_['error'].iloc[0] if len(model.errors_) else '-'})")  # fmt: skip
     return {"ref": result.ref, "val": val, "files": {k: str(v) for k, v in result.files.items()}}
 
 
 def _transfer(output: Path, workers: int, rows: int = 1000) -> dict[str, object]:
     """Shotgun transfer from the zoo to a small real dataset (experimental band gaps)."""
-    from xenonscale.cli.transfer import parity_figure
     from xenonscale.transfer import shotgun
+    from xenonscale.viz.transfer import parity_figure
 
     gap = datasets.load("matbench_expt_gap").sample(frac=1.0, random_state=18012019)
     train, test = gap.iloc[:rows], gap.iloc[rows:]
@@ -243,7 +247,7 @@ def _heatmap(features: pd.DataFrame, target: np.ndarray, output: Path) -> Path:
 
     columns = [c for c in features.columns if c.split(":")[0] in ("ave", "var", "max", "min")]
     figure = descriptor_heatmap(
-        features[columns], target, max_rows=1500, title="mp_e_form: descriptors sorted by target"
+        features[columns], target, max_rows=1500, title="mp_gap: descriptors sorted by band gap"
     )
     path = output / f"{DATASET}_heatmap.png"
     figure.savefig(path, dpi=110, bbox_inches="tight")

@@ -22,8 +22,9 @@ import numpy as np
 
 from xenonscale.cli.args import check_model_ref, read_frame, workers
 from xenonscale.errors import ConfigError
+from xenonscale.viz.transfer import parity_figure
 
-__all__ = ["add_parser", "parity_figure", "transfer"]
+__all__ = ["add_parser", "transfer"]
 
 
 def add_parser(sub) -> argparse.ArgumentParser:
@@ -81,31 +82,6 @@ def _read(path: str, column: str, target: str, flag: str = "DATA") -> tuple[list
     y = pd.to_numeric(frame[target], errors="coerce").to_numpy(np.float64)
     keep = np.isfinite(y)
     return frame[column][keep].tolist(), y[keep], int((~keep).sum())
-
-
-def parity_figure(y, transfer, baseline, *, label: str, title: str):
-    """Transfer (left) and baseline (right) parity panels on one ``Figure`` (no pyplot)."""
-    from matplotlib.figure import Figure
-
-    from xenonscale.models.metrics import regression_metrics
-
-    figure = Figure(figsize=(9, 4.4), layout="constrained")
-    both = np.concatenate([y, transfer, baseline])
-    lo, hi = float(np.nanmin(both)), float(np.nanmax(both))
-    for ax, pred, name in zip(
-        figure.subplots(1, 2), (transfer, baseline), ("transfer", "baseline"), strict=True
-    ):
-        ax.scatter(y, pred, s=6, alpha=0.5, lw=0)
-        ax.plot([lo, hi], [lo, hi], color="black", lw=0.8)
-        m = regression_metrics(y, pred)
-        ax.set(
-            xlabel=f"true {label}",
-            ylabel=f"predicted {label}",
-            aspect="equal",
-            title=f"{name}: MAE {m['mae']:.4g}, R² {m['r2']:.3f}",
-        )
-    figure.suptitle(title, fontsize=10)
-    return figure
 
 
 def _filled(pred: np.ndarray, fallback: float) -> np.ndarray:

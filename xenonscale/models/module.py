@@ -27,6 +27,7 @@ from torch import nn
 
 from xenonscale.errors import ConfigError
 from xenonscale.models.backbones import PropertyModel
+from xenonscale.models.quiet import quiet_training
 
 __all__ = ["LOSSES", "PropertyRegressor"]
 
@@ -34,15 +35,16 @@ LOSSES = {"mae": nn.L1Loss, "mse": nn.MSELoss, "huber": nn.HuberLoss}
 
 
 def _metric_set() -> torchmetrics.MetricCollection:
-    return torchmetrics.MetricCollection(
-        {
-            "mae": torchmetrics.MeanAbsoluteError(),
-            "rmse": torchmetrics.MeanSquaredError(squared=False),
-            "r2": torchmetrics.R2Score(),
-            "pearson": torchmetrics.PearsonCorrCoef(),
-            "spearman": torchmetrics.SpearmanCorrCoef(),
-        }
-    )
+    with quiet_training():  # Spearman warns that it buffers: our validation sets are sized for it
+        return torchmetrics.MetricCollection(
+            {
+                "mae": torchmetrics.MeanAbsoluteError(),
+                "rmse": torchmetrics.MeanSquaredError(squared=False),
+                "r2": torchmetrics.R2Score(),
+                "pearson": torchmetrics.PearsonCorrCoef(),
+                "spearman": torchmetrics.SpearmanCorrCoef(),
+            }
+        )
 
 
 class PropertyRegressor(L.LightningModule):

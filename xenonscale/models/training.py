@@ -35,6 +35,7 @@ from xenonscale.models.backbones import PropertyModel, mlp_config, predict_array
 from xenonscale.models.data import StoreDataModule
 from xenonscale.models.metrics import regression_metrics
 from xenonscale.models.module import PropertyRegressor
+from xenonscale.models.quiet import quiet_training
 from xenonscale.versions import installed_versions
 
 __all__ = [
@@ -194,27 +195,28 @@ def train_model(
         model, targets=target_names, loss=loss, lr=lr, weight_decay=weight_decay,
         scheduler=scheduler,
     )  # fmt: skip
-    trainer = L.Trainer(
-        max_epochs=max_epochs,
-        accelerator=accelerator,
-        devices=devices,
-        strategy=strategy,
-        callbacks=[
-            L.pytorch.callbacks.EarlyStopping("val_mae", patience=patience, mode="min"),
-            BestWeights(weights),
-            History(history),
-            CpuThreads(),
-            *(callbacks or []),
-        ],
-        enable_checkpointing=False,
-        logger=False,
-        enable_progress_bar=progress,
-        enable_model_summary=False,
-        deterministic=False,
-        default_root_dir=str(output),
-    )
-    started = time.perf_counter()
-    trainer.fit(module, datamodule=data)
+    with quiet_training():  # Lightning's banners and tips, harmless warnings
+        trainer = L.Trainer(
+            max_epochs=max_epochs,
+            accelerator=accelerator,
+            devices=devices,
+            strategy=strategy,
+            callbacks=[
+                L.pytorch.callbacks.EarlyStopping("val_mae", patience=patience, mode="min"),
+                BestWeights(weights),
+                History(history),
+                CpuThreads(),
+                *(callbacks or []),
+            ],
+            enable_checkpointing=False,
+            logger=False,
+            enable_progress_bar=progress,
+            enable_model_summary=False,
+            deterministic=False,
+            default_root_dir=str(output),
+        )
+        started = time.perf_counter()
+        trainer.fit(module, datamodule=data)
     seconds = time.perf_counter() - started
     if not weights.exists():
         raise ConfigError(f"training produced no validation score: is the validation split empty? "

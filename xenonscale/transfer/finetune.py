@@ -44,6 +44,7 @@ from xenonscale.featurize.base import errors_frame, featurize_safely
 from xenonscale.models.backbones import PropertyModel
 from xenonscale.models.data import ArrayStream
 from xenonscale.models.module import PropertyRegressor
+from xenonscale.models.quiet import quiet_training
 from xenonscale.models.splits import split_indices
 
 __all__ = ["FREEZE_MODES", "FineTuned", "featurize_for", "fine_tune", "transfer_model"]
@@ -280,33 +281,34 @@ def fine_tune(
                     }
                 )
 
-    trainer = L.Trainer(
-        max_epochs=max_epochs,
-        accelerator="cpu",
-        devices=1,
-        callbacks=[
-            L.pytorch.callbacks.EarlyStopping("val_mae", patience=patience, mode="min"),
-            _FrozenInEval(frozen_blocks(model, freeze)),
-            keep,
-            _History(),
-        ],
-        enable_checkpointing=False,
-        logger=False,
-        enable_progress_bar=False,
-        enable_model_summary=False,
-        num_sanity_val_steps=0,
-    )
-    # A last batch of one row breaks BatchNorm in train mode: drop it (reshuffled each epoch).
-    n_train = len(train) - (1 if len(train) % batch_size == 1 else 0)
-    train_stream = ArrayStream(
-        x[train][:n_train], y[train][:n_train], batch_size=batch_size, shuffle=True, seed=seed
-    )
-    val_stream = ArrayStream(x[val], y[val], batch_size=4096, shuffle=False)
-    trainer.fit(
-        module,
-        train_dataloaders=torch.utils.data.DataLoader(train_stream, batch_size=None),
-        val_dataloaders=torch.utils.data.DataLoader(val_stream, batch_size=None),
-    )
+    with quiet_training():  # Lightning's banners and tips, harmless warnings
+        trainer = L.Trainer(
+            max_epochs=max_epochs,
+            accelerator="cpu",
+            devices=1,
+            callbacks=[
+                L.pytorch.callbacks.EarlyStopping("val_mae", patience=patience, mode="min"),
+                _FrozenInEval(frozen_blocks(model, freeze)),
+                keep,
+                _History(),
+            ],
+            enable_checkpointing=False,
+            logger=False,
+            enable_progress_bar=False,
+            enable_model_summary=False,
+            num_sanity_val_steps=0,
+        )
+        # A last batch of one row breaks BatchNorm in train mode: drop it (reshuffled each epoch).
+        n_train = len(train) - (1 if len(train) % batch_size == 1 else 0)
+        train_stream = ArrayStream(
+            x[train][:n_train], y[train][:n_train], batch_size=batch_size, shuffle=True, seed=seed
+        )
+        val_stream = ArrayStream(x[val], y[val], batch_size=4096, shuffle=False)
+        trainer.fit(
+            module,
+            train_dataloaders=torch.utils.data.DataLoader(train_stream, batch_size=None),
+            val_dataloaders=torch.utils.data.DataLoader(val_stream, batch_size=None),
+        )
     if keep.state is not None:
         model.load_state_dict(keep.state)
     for parameter in model.parameters():
