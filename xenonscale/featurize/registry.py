@@ -44,6 +44,7 @@ __all__ = [
     "FeaturizerSpec",
     "build_featurizer",
     "element_tables",
+    "family_names",
     "register_family",
     "register_featurizer",
     "registered",
@@ -77,9 +78,17 @@ def _factory(kind: str, name: str) -> Factory | None:
     if name in _REGISTRY.get(kind, {}):
         return _REGISTRY[kind][name]
     prefix, sep, arg = name.partition(":")
-    if sep and arg and prefix in _FAMILIES:
-        return lambda elements: _FAMILIES[prefix](arg, elements)
+    family = _family(prefix) if sep and arg else None
+    if family is not None:
+        return lambda elements: family(arg, elements)
     return None
+
+
+def family_names() -> list[str]:
+    """Prefixes of the registered and installed (entry-point) families."""
+    from importlib.metadata import entry_points
+
+    return sorted({*_FAMILIES, *(e.name for e in entry_points(group=FAMILY_ENTRY_POINTS))})
 
 
 def registered(kind: str | None = None) -> dict[str, list[str]]:
@@ -100,14 +109,21 @@ for _name in ALL:
 register_featurizer("composition", "magpie", lambda elements: ElementStatistics())
 
 
-def _frozen(arg: str, elements: str | None) -> BatchTransformer:
-    from xenonscale.transfer import FrozenFeaturizer
+#: Entry-point group through which higher floors add ``prefix:ARG`` families
+#: (``frozen:NAME@V`` from :mod:`xenonscale.transfer.frozen`); this module never
+#: imports them, it loads the one a spec names when it is first asked for.
+FAMILY_ENTRY_POINTS = "xenonscale.featurizer_families"
 
-    return FrozenFeaturizer(arg.split("+"))
 
+def _family(prefix: str) -> FamilyFactory | None:
+    """A registered family, else one loaded from :data:`FAMILY_ENTRY_POINTS` (then cached)."""
+    if prefix not in _FAMILIES:
+        from importlib.metadata import entry_points
 
-# Hidden activations of zoo models: frozen:NAME[@V][+NAME2...] (the zoo: $XENONSCALE_ZOO).
-register_family("frozen", _frozen)
+        for entry in entry_points(group=FAMILY_ENTRY_POINTS, name=prefix):
+            _FAMILIES[prefix] = entry.load()
+            break
+    return _FAMILIES.get(prefix)
 
 
 @dataclass(frozen=True)
@@ -161,7 +177,7 @@ class FeaturizerSpec:
         known = _REGISTRY[self.kind]
         unknown = [n for n in self.names if _factory(self.kind, n) is None]
         if unknown or not self.names:
-            families = ", ".join(f"{p}:ARG" for p in sorted(_FAMILIES))
+            families = ", ".join(f"{p}:ARG" for p in sorted(family_names()))
             raise ConfigError(
                 f"--featurizers {','.join(self.names)!r}: unknown {unknown} for kind "
                 f"{self.kind!r}; choose from {', '.join(sorted(known))}"

@@ -37,7 +37,7 @@ from xenonscale.featurize.base import (
     featurize_safely,
 )
 
-__all__ = ["FrozenFeaturizer", "hidden_activations"]
+__all__ = ["FrozenFeaturizer", "frozen_family", "hidden_activations"]
 
 
 def hidden_activations(model, x: np.ndarray, blocks: Sequence[int],
@@ -137,3 +137,13 @@ class FrozenFeaturizer(BatchTransformer):
         values = np.hstack(parts) if parts else np.zeros((len(inputs), 0), np.float32)
         values[~ok] = np.nan
         return FeatureBatch(values=values, ok=ok, errors=[first[r] for r in sorted(first)])
+
+
+def frozen_family(arg: str, elements: str | None = None) -> FrozenFeaturizer:
+    """The ``frozen:NAME[@V][+NAME2...]`` featurizer family (entry point of the registry).
+
+    Declared in ``pyproject.toml`` under ``xenonscale.featurizer_families``, so
+    :mod:`xenonscale.featurize.registry` finds it without importing this floor;
+    the zoo is ``$XENONSCALE_ZOO`` on every worker.
+    """
+    return FrozenFeaturizer(arg.split("+"))

@@ -1,0 +1,98 @@
+"""The layer contract: imports point down the floors, never up (an AST walk of the package).
+
+Floors, bottom to top (docs/architecture.md)::
+
+    errors, limits, config, versions → chem, elements, datasets → featurize
+    → sources, store, engine, cluster → models → zoo → transfer, design
+    → viz → testing, cli, demo
+
+Every ``import xenonscale.X`` / ``from xenonscale.X import ...`` in every
+module, at module level or inside a function, is checked. Arrows that still
+point up are listed in ``KNOWN_UPWARD`` with the issue that removes them: the
+test fails on any new one, and on a listed one that is gone (so the list only
+shrinks).
+"""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+import xenonscale
+
+PACKAGE = Path(xenonscale.__file__).parent
+
+FLOORS = {
+    "errors": 0, "limits": 0, "config": 0, "versions": 0,
+    "chem": 1, "elements": 1, "datasets": 1,
+    "featurize": 2,
+    "sources": 3, "store": 3, "engine": 3, "cluster": 3,
+    "models": 4,
+    "zoo": 5,
+    "transfer": 6, "design": 6, "workflows": 6,
+    "viz": 7,
+    "testing": 8, "cli": 8, "demo": 8,
+}  # fmt: skip
+
+#: (importing module, imported module) pairs that still point up, to be removed
+#: by issue 13's train-and-register split (train_model registers and plots itself).
+KNOWN_UPWARD = {
+    ("models/training", "xenonscale.viz.training"),
+    ("models/training", "xenonscale.zoo"),
+}
+#: The floors below the zoo may import nothing from these.
+NEVER_FROM_BELOW = ("zoo", "transfer", "design", "workflows", "cli", "demo")
+
+
+def _imports(path: Path) -> set[str]:
+    tree = ast.parse(path.read_text(), filename=str(path))
+    found = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            found.update(alias.name for alias in node.names)
+        elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+            found.add(node.module)
+    return {name for name in found if name.startswith("xenonscale.")}
+
+
+def _edges() -> list[tuple[str, str, int, int]]:
+    edges = []
+    for path in sorted(PACKAGE.rglob("*.py")):
+        module = path.relative_to(PACKAGE).with_suffix("").as_posix()
+        top = module.split("/")[0]
+        if top == "__init__":
+            continue  # the package root re-exports its public API
+        assert top in FLOORS, f"{module}: put {top!r} on a floor in FLOORS"
+        for name in _imports(path):
+            target = name.split(".")[1]
+            assert target in FLOORS, f"{module} imports {name}: {target!r} has no floor"
+            edges.append((module, name, FLOORS[top], FLOORS[target]))
+    return edges
+
+
+def test_every_import_points_down_or_sideways():
+    upward = {(module, name) for module, name, mine, theirs in _edges() if theirs > mine}
+    assert upward - KNOWN_UPWARD == set(), "new imports that point up a floor"
+    assert KNOWN_UPWARD - upward == set(), "gone: remove them from KNOWN_UPWARD"
+
+
+def test_the_engine_floors_import_nothing_from_the_workflows():
+    for module, name, mine, _ in _edges():
+        if mine <= FLOORS["engine"]:
+            assert name.split(".")[1] not in NEVER_FROM_BELOW, f"{module} imports {name}"
+
+
+def test_featurize_finds_the_frozen_family_without_importing_transfer():
+    import subprocess
+    import sys
+
+    code = (
+        "import sys; from xenonscale.featurize.registry import family_names, _factory; "
+        "import xenonscale.engine, xenonscale.sources, xenonscale.store; "
+        "loaded = sorted(m for m in sys.modules if m.startswith('xenonscale.') and "
+        "m.split('.')[1] in ('zoo', 'transfer', 'design', 'cli', 'models')); "
+        "assert loaded == [], loaded; assert 'frozen' in family_names(); "
+        "assert _factory('composition', 'frozen:m@1') is not None; print('ok')"
+    )
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert result.stdout.strip() == "ok", result.stderr
