@@ -96,6 +96,9 @@ def test_console_script_demo_runs_end_to_end(tmp_path, data_dir):
         check=False,
     )
     assert result.returncode == 0, result.stderr
+    # our own lines only: no third-party warning, tip or banner
+    for noise in ("Warning", "💡", "GPU available", "Trainer.fit", "deprecated"):
+        assert noise not in result.stderr and noise not in result.stdout, noise
     assert "3,000 ok + 0 errors = 3,000 rows" in result.stdout
     import xarray as xr
 
