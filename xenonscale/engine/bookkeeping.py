@@ -218,12 +218,20 @@ class JobLock:
     def _holder(self) -> dict | None:
         """The lock's record; None when there is no lock; StoreLockedError if malformed."""
         fs = self.location.fs
-        try:
-            fs.invalidate_cache(self.path)
-            with fs.open(self.path, "r") as handle:
-                text = handle.read()
-        except FileNotFoundError:
-            return None
+        for attempt in range(5):
+            try:
+                fs.invalidate_cache(self.path)
+                with fs.open(self.path, "r") as handle:
+                    text = handle.read()
+                break
+            except FileNotFoundError:
+                return None
+            except OSError as exc:  # s3fs' FileExpired: replaced while we read it; read again
+                if type(exc).__name__ != "FileExpired":
+                    raise
+                if attempt == 4:
+                    raise self._locked("keeps changing under another job") from None
+                time.sleep(0.01 * (attempt + 1))
         try:
             holder = json.loads(text)
             if not isinstance(holder, dict):
