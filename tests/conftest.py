@@ -3,10 +3,8 @@
 from __future__ import annotations
 
 import os
-import warnings
 from pathlib import Path
 
-import pandas as pd
 import pytest
 
 DATA_DIR = (
@@ -35,32 +33,29 @@ def data_dir() -> Path:
 
 
 @pytest.fixture(scope="session")
-def xenonpy_compositions(tmp_path_factory, data_dir):
-    """XenonPy 0.6.7's ``Compositions`` class, with its element table in a private HOME.
+def peers():
+    """The peer environment (XenonPy 0.6.7, matminer; pandas < 3), one interpreter per session.
 
-    XenonPy reads ``~/.xenonpy/dataset/elements_completed.pd.xz`` (a pandas
-    pickle, XenonPy's own format) and fixes its config root from ``Path.home()``
-    at import time, so HOME points at a temporary folder only while importing.
+    Built by ``make test`` beside the core environment (``.venv-peers``); the
+    parity tests call it through :class:`xenonscale.testing.peers.PeerEnvironment`.
+    Under ``CI=true`` a missing peer environment fails the tests instead of skipping them.
     """
-    home = tmp_path_factory.mktemp("xenonpy-home")
-    dataset = home / ".xenonpy" / "dataset"
-    dataset.mkdir(parents=True)
-    table = pd.read_csv(data_dir / "elements" / "xenonpy58.csv", index_col=0)
-    table.to_pickle(dataset / "elements_completed.pd.xz")
-    old_home = os.environ.get("HOME")
-    os.environ["HOME"] = str(home)
+    from xenonscale.testing.peers import PeerEnvironment, PeerUnavailable
+
     try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            from xenonpy.descriptor import Compositions
-    except ImportError as exc:  # pragma: no cover - installed by make test
-        pytest.skip(f"XenonPy not importable ({exc}); run `make test` to install it")
-    finally:
-        if old_home is None:
-            os.environ.pop("HOME", None)
-        else:
-            os.environ["HOME"] = old_home
-    return Compositions
+        environment = PeerEnvironment()
+    except PeerUnavailable as exc:
+        if os.environ.get("CI", "").lower() == "true":
+            pytest.fail(str(exc))
+        pytest.skip(str(exc))
+    yield environment
+    environment.close()
+
+
+@pytest.fixture(scope="session")
+def xenonpy58_csv(data_dir) -> str:
+    """The mirror's XenonPy element table, which the peer worker gives XenonPy in its own format."""
+    return str(data_dir / "elements" / "xenonpy58.csv")
 
 
 @pytest.fixture(scope="module")

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import warnings
-
 import numpy as np
 import pandas as pd
 import pytest
@@ -98,10 +96,14 @@ def test_empty_and_all_bad_batches():
     assert comp.transform(["Xx", ""]).isna().all().all()
 
 
-def _xenonpy_reference(xenonpy_compositions, comps):
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        return xenonpy_compositions(featurizers=POOLING_NAMES, n_jobs=1).transform(comps)
+def _xenonpy_reference(peers, xenonpy58_csv, comps):
+    """XenonPy 0.6.7's ``Compositions(featurizers=POOLING_NAMES)`` run in the peer environment."""
+    return peers.call(
+        "xenonpy_compositions",
+        compositions=comps,
+        featurizers=list(POOLING_NAMES),
+        elements_csv=xenonpy58_csv,
+    )["frame"]
 
 
 def _assert_parity(ours: pd.DataFrame, reference: pd.DataFrame) -> None:
@@ -136,13 +138,13 @@ def _assert_parity(ours: pd.DataFrame, reference: pd.DataFrame) -> None:
         ("matbench_glass", 600),
     ],
 )
-def test_parity_with_xenonpy(xenonpy_compositions, data_dir, dataset, rows):
+def test_parity_with_xenonpy(peers, xenonpy58_csv, data_dir, dataset, rows):
     from pymatgen.core import Composition
 
     frame = pd.read_csv(data_dir / "compositions" / f"{dataset}.csv")
     formulas = frame.formula.sample(rows, random_state=7).tolist()
     reference = _xenonpy_reference(
-        xenonpy_compositions, [Composition(f).as_dict() for f in formulas]
+        peers, xenonpy58_csv, [Composition(f).as_dict() for f in formulas]
     )
     ours = Compositions(elements="xenonpy58", featurizers="pooling").transform(formulas)
     assert ours.shape == (rows, 7 * 58)
@@ -150,22 +152,20 @@ def test_parity_with_xenonpy(xenonpy_compositions, data_dir, dataset, rows):
 
 
 @pytest.mark.peers
-def test_parity_with_xenonpy_on_dict_inputs(xenonpy_compositions, data_dir):
+def test_parity_with_xenonpy_on_dict_inputs(peers, xenonpy58_csv, data_dir):
     frame = pd.read_csv(data_dir / "compositions" / "xenonpy_quasicrystal.csv", index_col=0)
     texts = frame.composition.iloc[::20].tolist()
     import ast
 
-    reference = _xenonpy_reference(xenonpy_compositions, [ast.literal_eval(t) for t in texts])
+    dicts = [ast.literal_eval(t) for t in texts]
+    reference = _xenonpy_reference(peers, xenonpy58_csv, dicts)
     ours = Compositions(elements="xenonpy58", featurizers="pooling").transform(texts)
     _assert_parity(ours, reference)
 
 
 @pytest.mark.peers
 @pytest.mark.parametrize(("impute_nan", "elements"), [(True, "magpie_imputed"), (False, "magpie")])
-def test_magpie_preset_matches_matminer(data_dir, impute_nan, elements):
-    from matminer.featurizers.composition import ElementProperty
-    from pymatgen.core import Composition
-
+def test_magpie_preset_matches_matminer(peers, data_dir, impute_nan, elements):
     formulas = (
         pd.read_csv(data_dir / "compositions" / "matbench_expt_gap.csv")
         .formula.sample(400, random_state=3)
@@ -174,14 +174,15 @@ def test_magpie_preset_matches_matminer(data_dir, impute_nan, elements):
     # elements whose Magpie data has gaps (He, Ne, Rn, Fr, At, Bk) exercise the imputation
     formulas += ["Fe2O3", "NaCl", "LiFePO4", "Ba0.5Sr0.5TiO3", "H2O", "RnF2", "FrCl", "HeNe"]
     formulas += ["BkO2", "AtH", "Ar2Ne"]
-    featurizer = ElementProperty.from_preset("magpie", impute_nan=impute_nan)
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        reference = np.array([featurizer.featurize(Composition(f)) for f in formulas], float)
+    # matminer's ElementProperty.from_preset("magpie", impute_nan=...).featurize, in its own env
+    theirs = peers.call(
+        "matminer_element_property", preset="magpie", impute_nan=impute_nan, formulas=formulas
+    )
+    reference = theirs["array"]
     stats = ElementStatistics(elements=elements)
     ours = stats.transform(formulas)
     assert ours.shape == (len(formulas), 132)
-    assert stats.labels == featurizer.feature_labels()
+    assert stats.labels == theirs["result"]["labels"]
     assert np.isnan(reference).any() != impute_nan
     np.testing.assert_allclose(ours.to_numpy(), reference, rtol=1e-6, atol=1e-9)
 

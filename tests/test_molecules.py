@@ -55,18 +55,11 @@ def real_smiles(data_dir) -> list[str]:
     return smiles
 
 
-@pytest.fixture(scope="module")
-def xenonpy_descriptor(xenonpy_compositions):
-    """``xenonpy.descriptor`` (imported by conftest's fixture with a private HOME)."""
-    import xenonpy.descriptor as descriptor
-
-    return descriptor
-
-
-def run_xenonpy(cls, smiles, **kwargs) -> pd.DataFrame:
-    with rdBase.BlockLogs():  # XenonPy calls RDKit's deprecated functions: one warning per call
-        featurizer = cls(n_jobs=1, input_type="any", on_errors="raise", **kwargs)
-        return featurizer.transform(smiles, return_type="df")
+def run_xenonpy(peers, xenonpy58_csv, cls, smiles, **kwargs) -> pd.DataFrame:
+    """XenonPy 0.6.7 ``cls(n_jobs=1, input_type="any", on_errors="raise", **kwargs)``, peer env."""
+    return peers.call(
+        "xenonpy_molecules", cls=cls, smiles=smiles, kwargs=kwargs, elements_csv=xenonpy58_csv
+    )["frame"]
 
 
 # -- parity -------------------------------------------------------------------------------
@@ -94,8 +87,10 @@ PARITY = [
 
 @pytest.mark.peers
 @pytest.mark.parametrize(("peer", "cls", "kwargs"), PARITY, ids=[f"{p}-{k}" for p, _, k in PARITY])
-def test_fingerprints_equal_xenonpy_bit_for_bit(peer, cls, kwargs, real_smiles, xenonpy_descriptor):
-    theirs = run_xenonpy(getattr(xenonpy_descriptor, peer), real_smiles, **kwargs)
+def test_fingerprints_equal_xenonpy_bit_for_bit(
+    peer, cls, kwargs, real_smiles, peers, xenonpy58_csv
+):
+    theirs = run_xenonpy(peers, xenonpy58_csv, peer, real_smiles, **kwargs)
     ours = cls(**kwargs).transform(real_smiles)
     assert list(ours.columns) == list(theirs.columns)
     assert ours.attrs["errors"] == []
@@ -106,7 +101,7 @@ def test_fingerprints_equal_xenonpy_bit_for_bit(peer, cls, kwargs, real_smiles, 
 
 @pytest.mark.peers
 @pytest.mark.slow
-def test_descriptors_equal_rdkit_and_xenonpy(real_smiles, xenonpy_descriptor, capfd):
+def test_descriptors_equal_rdkit_and_xenonpy(real_smiles, peers, xenonpy58_csv, capfd):
     from rdkit.Chem import Descriptors
 
     real_smiles = real_smiles[::2]  # 150: descriptors take ~5 ms per molecule and tool
@@ -122,7 +117,7 @@ def test_descriptors_equal_rdkit_and_xenonpy(real_smiles, xenonpy_descriptor, ca
     assert ours.dtypes.unique().tolist() == [np.float64]
 
     # XenonPy's DescriptorFeature: equal wherever it gives a number (-666 = it caught an error)
-    theirs = run_xenonpy(xenonpy_descriptor.DescriptorFeature, real_smiles)
+    theirs = run_xenonpy(peers, xenonpy58_csv, "DescriptorFeature", real_smiles)
     capfd.readouterr()  # XenonPy prints a traceback per failed descriptor
     assert list(theirs.columns) == names
     a, b = ours.to_numpy(), theirs.to_numpy(dtype=np.float64)

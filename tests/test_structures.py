@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import gzip
 import json
-import re
 import warnings
 
 import numpy as np
@@ -78,34 +77,24 @@ def varied_structures(varied):
         ]
 
 
-@pytest.fixture(scope="module")
-def xenonpy_structure(xenonpy_compositions):
-    """XenonPy 0.6.7's RDF and OFM classes (imported under the fixture's private HOME).
+def xenonpy_structures(peers, xenonpy58_csv, cls, structures, *, shim=True):
+    """XenonPy 0.6.7's RDF or OFM ``featurize`` per structure, run in the peer environment.
 
     XenonPy's OFM reads ``Element.electronic_structure`` with a regular
     expression for pymatgen's former ``3d<sup>6</sup>`` text; pymatgen now
-    writes ``3d6``. While this fixture is active, XenonPy's module sees an
-    ``Element`` whose configuration text is given back in the old format, so
-    XenonPy's own code computes the OFM it was written to compute.
+    writes ``3d6``. With ``shim`` the peer gives XenonPy's module an
+    ``Element`` whose configuration text is in the old format, so XenonPy's own
+    code computes the OFM it was written to compute. Oxidation states are
+    removed first (XenonPy's OFM calls ``Element("Na+")`` otherwise).
     """
-    import xenonpy.descriptor.structure as module
-    from pymatgen.core import Element
-    from xenonpy.descriptor import OrbitalFieldMatrix as XOFM
-    from xenonpy.descriptor import RadialDistributionFunction as XRDF
-
-    class OldFormatElement:
-        def __init__(self, name):
-            self._element = Element(name)
-
-        @property
-        def electronic_structure(self):
-            text = self._element.electronic_structure
-            return re.sub(r"\.(\d)([spdf])(\d+)", r".\1\2<sup>\3</sup>", text)
-
-    original = module.Element
-    module.Element = OldFormatElement
-    yield XRDF, XOFM
-    module.Element = original
+    answer = peers.call(
+        "xenonpy_structures",
+        cls=cls,
+        structures=[json.loads(s.to_json()) for s in structures],
+        shim=shim,
+        elements_csv=xenonpy58_csv,
+    )
+    return answer["array"], answer["result"]["labels"]
 
 
 def _rel(ours, ref):
@@ -116,13 +105,9 @@ def _rel(ours, ref):
 
 # ------------------------------------------------------------------------ parity
 @pytest.mark.slow
-def test_rdf_and_ofm_equal_xenonpy(varied, varied_structures, xenonpy_structure):
-    XRDF, XOFM = xenonpy_structure
-    plain = [s.copy() for s in varied_structures]
-    for s in plain:
-        s.remove_oxidation_states()  # XenonPy's OFM calls Element("Na+") otherwise, and fails
-    rdf_ref = np.array([XRDF(n_jobs=1).featurize(s) for s in plain])
-    ofm_ref = np.array([XOFM(n_jobs=1).featurize(s) for s in plain])
+def test_rdf_and_ofm_equal_xenonpy(varied, varied_structures, peers, xenonpy58_csv):
+    rdf_ref, xlabels = xenonpy_structures(peers, xenonpy58_csv, "RDF", varied_structures)
+    ofm_ref, ofm_labels = xenonpy_structures(peers, xenonpy58_csv, "OFM", varied_structures)
 
     rdf = RadialDistributionFunction().featurize_batch(varied)
     ofm = OrbitalFieldMatrix().featurize_batch(varied)
@@ -132,29 +117,20 @@ def test_rdf_and_ofm_equal_xenonpy(varied, varied_structures, xenonpy_structure)
     assert _rel(ofm.values, ofm_ref).max() < 1e-5
     assert (np.abs(ofm_ref) > 0).sum(axis=1).min() > 0  # the shim works: no all-zero OFM
     # labels: XenonPy's, bin edges without float noise
-    assert OrbitalFieldMatrix().labels == XOFM().feature_labels
-    xlabels = XRDF().feature_labels
+    assert OrbitalFieldMatrix().labels == ofm_labels
     assert [float(x) for x in RadialDistributionFunction().labels] == pytest.approx(
         [float(x) for x in xlabels], abs=1e-12
     )
     assert "0.3" in RadialDistributionFunction().labels and "0.30000000000000004" in xlabels
 
 
-def test_xenonpy_ofm_needs_the_configuration_shim(xenonpy_compositions):
+def test_xenonpy_ofm_needs_the_configuration_shim(peers, xenonpy58_csv):
     """XenonPy 0.6.7 + today's pymatgen gives Fe a zero vector (why the parity shim exists)."""
-    import xenonpy.descriptor.structure as module
-    from pymatgen.core import Element
-    from xenonpy.descriptor import OrbitalFieldMatrix as XOFM
-
     from xenonscale.featurize.structures.ofm import SUBSHELLS, valence_table
 
-    shim, module.Element = module.Element, Element  # the real one, even if the shim is active
-    try:
-        fixed = XOFM.get_element_representation("Fe").any()
-    finally:
-        module.Element = shim
-    if fixed:  # pragma: no cover - fixed upstream
-        pytest.skip("pymatgen writes <sup> again: the shim in xenonpy_structure is unneeded")
+    answer = peers.call("xenonpy_ofm_element", element="Fe", elements_csv=xenonpy58_csv)
+    if any(answer["result"]["vector"]):  # pragma: no cover - fixed upstream
+        pytest.skip("pymatgen writes <sup> again: the shim in the peer worker is unneeded")
     iron = valence_table()[26]
     assert [SUBSHELLS[k] for k in np.flatnonzero(iron)] == ["s2", "d6"]
 

@@ -393,7 +393,10 @@ def _read_cache(csv_path: Path, json_path: Path, versions: dict[str, str]) -> El
         sidecar = json.loads(json_path.read_text(encoding="utf-8"))
         if sidecar.get("versions") != versions:
             return None
-        frame = pd.read_csv(csv_path, index_col=0, float_precision="round_trip")
+        # cells parsed by Python's correctly rounded float(): the cache round-trips exactly
+        text = pd.read_csv(csv_path, index_col=0, dtype=str, keep_default_na=False)
+        cells = [[float(v) if v else np.nan for v in row] for row in text.to_numpy()]
+        frame = pd.DataFrame(cells, index=text.index, columns=text.columns, dtype=float)
         symbols, properties = list(PERIODIC_SYMBOLS[:MAX_Z]), list(sidecar["units"])
         if list(frame.index) != symbols or list(frame.columns) != properties:
             return None

@@ -15,10 +15,12 @@
 
 Magpie values come from matminer's packaged ``magpie_elementdata/*.table`` files
 when matminer is installed (read directly, matminer is never imported), else
-from the mirror ``elements/magpie.csv`` (CrabNet/CBFV copy, H–Bk). The mirror
+from the mirror ``elements/magpie.csv`` (CrabNet/CBFV copy, H–Bk) completed by
+the rows Cf–Og shipped in ``elements/data/magpie_cf_og.csv``. The mirror
 equals matminer's tables value for value, except that CBFV filled ten missing
 cells with column medians; those cells are set back to NaN on reading
-(``_CBFV_FILLED``) and the rows Cf–Cn, which the mirror lacks, stay absent.
+(``_CBFV_FILLED``). Both sources give the same table and the same imputed
+means, so results do not depend on whether matminer is installed.
 
 Examples
 --------
@@ -78,6 +80,11 @@ _MAGPIE_UNITS = {
     "GSbandgap": "eV",
     "GSmagmom": "bohr_magneton/atom",
 }
+# Magpie's values for Cf-Og (Z = 98-118; Ward et al., npj Comput. Mater. 2, 16028
+# (2016), as packaged in matminer 0.10.1's magpie_elementdata .table files; empty =
+# "Missing"/"None" there). The CBFV mirror stops at Bk; with these rows the mirror
+# gives the same table and the same impute_nan means as matminer's files.
+MAGPIE_CF_OG = Path(__file__).with_name("data") / "magpie_cf_og.csv"
 # Cells of the CBFV mirror magpie.csv that CBFV filled with the column median over
 # H-Bk; matminer's .table files say "Missing" there.
 _CBFV_FILLED: dict[str, tuple[str, ...]] = {
@@ -188,7 +195,7 @@ def load_xenonpy58() -> ElementTable:
 
 
 def load_magpie(
-    *, impute_nan: bool = False, source: Literal["auto", "matminer", "mirror"] = "auto"
+    *, impute_nan: bool = False, source: Literal["auto", "matminer", "mirror"] | Path = "auto"
 ) -> ElementTable:
     """Magpie element data as used by matminer's ``ElementProperty`` "magpie" preset.
 
@@ -199,8 +206,10 @@ def load_magpie(
         True: replace them by the property's mean over the elements with a value,
         rows Z = 1–118 (matminer 0.10's default ``impute_nan=True``); the mask
         marks the replaced cells.
-    source : {"auto", "matminer", "mirror"}
-        "auto" reads matminer's ``.table`` files when installed, else the mirror.
+    source : {"auto", "matminer", "mirror"} or Path
+        "auto" reads matminer's ``.table`` files when installed, else the mirror;
+        a path names a folder of those files (matminer's ``magpie_elementdata``,
+        e.g. from another environment).
 
     Examples
     --------
@@ -208,11 +217,19 @@ def load_magpie(
     >>> np.isnan(table.value("He", "Electronegativity"))  # doctest: +SKIP
     True
     """
-    if source not in ("auto", "matminer", "mirror"):
+    if isinstance(source, Path):
+        if not (source / "Number.table").is_file():
+            raise ElementTableError(
+                f"no Magpie .table files in {str(source)!r}: give matminer's "
+                "utils/data_files/magpie_elementdata folder"
+            )
+        folder: Path | None = source
+    elif source not in ("auto", "matminer", "mirror"):
         raise ElementTableError(
-            f"unknown Magpie source {source!r}: use 'auto', 'matminer' or 'mirror'"
+            f"unknown Magpie source {source!r}: use 'auto', 'matminer', 'mirror' or a folder"
         )
-    folder = matminer_magpie_dir() if source != "mirror" else None
+    else:
+        folder = matminer_magpie_dir() if source != "mirror" else None
     if folder is None and source == "matminer":
         raise ElementTableError(
             "source='matminer' needs matminer's data files: pip install matminer"
@@ -226,7 +243,12 @@ def load_magpie(
         frame = _read_exact_csv(_mirror_file("magpie"))[list(MAGPIE_PROPERTIES)]
         for prop, symbols in _CBFV_FILLED.items():
             frame.loc[list(symbols), prop] = np.nan
-        origin = "mirror elements/magpie.csv (CrabNet copy, CBFV median fills removed)"
+        heavy = _read_exact_csv(MAGPIE_CF_OG)[list(MAGPIE_PROPERTIES)]
+        frame = pd.concat([frame, heavy]).reindex(list(PERIODIC_SYMBOLS))
+        origin = (
+            "mirror elements/magpie.csv (CrabNet copy, CBFV median fills removed) "
+            "+ Cf-Og from Magpie's tables (xenonscale/elements/data/magpie_cf_og.csv)"
+        )
         sources = {p: f"Magpie ({origin}): {p}" for p in MAGPIE_PROPERTIES}
     mask = None
     if impute_nan:
