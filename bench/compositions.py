@@ -1,6 +1,6 @@
 """Composition descriptors: xenonscale side by side with XenonPy 0.6.7 and matminer.
 
-What is measured (one process, one core's worth of work for every tool):
+What is measured (one core's worth of work for every tool):
 
 * **XenonPy** ``xenonpy.descriptor.Compositions`` with its seven poolings
   (WeightedAverage, WeightedSum, WeightedVariance, GeometricMean, HarmonicMean,
@@ -27,12 +27,13 @@ Formulas are a seeded random sample of a real dataset (default Matbench
 ``matbench_mp_e_form``, column ``formula``). ``XENONSCALE_DATA_DIR`` defaults
 to ``../shared/data`` beside the project when that folder exists.
 
-XenonPy reads its element table from ``~/.xenonpy/dataset/elements_completed.pd.xz``
-(its config root is fixed from ``Path.home()`` at import). The bench therefore
-imports XenonPy with ``HOME`` pointed at ``--xenonpy-home`` (default
-``~/.cache/xenonscale/bench-xenonpy-home``), after writing that file there
-from the mirror's ``elements/xenonpy58.csv`` in XenonPy's own format, then
-restores ``HOME``. Your real ``~/.xenonpy`` is not touched.
+XenonPy and matminer run in their own environment (``.venv-peers``: matminer
+pins ``pandas<3``), one long-lived interpreter called through
+:class:`xenonscale.testing.peers.PeerEnvironment`; their seconds are measured
+in that process around their own call only (no transfer of inputs or outputs
+is counted against them). Rounds stay interleaved: each round calls every
+case once, ours in this process and theirs in the peer process, so slow
+drifts of a shared machine spread over every tool.
 
 Run::
 
@@ -66,8 +67,8 @@ if not os.environ.get("XENONSCALE_DATA_DIR") and SHARED_DATA.is_dir():
     os.environ["XENONSCALE_DATA_DIR"] = str(SHARED_DATA)
 
 from xenonscale import datasets  # noqa: E402  (after the data-dir default)
-from xenonscale.config import cache_dir  # noqa: E402
 from xenonscale.featurize import Compositions, ElementStatistics  # noqa: E402
+from xenonscale.testing.peers import PeerEnvironment  # noqa: E402
 
 XENONPY_POOLINGS = [
     "WeightedAverage",
@@ -144,6 +145,8 @@ class Case:
     rows: int
     width: int
     fn: Callable[[], Any]
+    #: fn returns ``(output, seconds)``: it timed itself (a peer, in its own process)
+    self_timed: bool = False
 
 
 def measure(cases: Sequence[Case], repeats: int) -> tuple[list[Timing], list[Any]]:
@@ -152,14 +155,18 @@ def measure(cases: Sequence[Case], repeats: int) -> tuple[list[Timing], list[Any
     Interleaving the rounds spreads slow drifts of a shared machine (another
     process, frequency changes) over every tool instead of one.
     """
-    results = [case.fn() for case in cases]
+    results = [case.fn()[0] if case.self_timed else case.fn() for case in cases]
     seconds: list[list[float]] = [[] for _ in cases]
     for _ in range(repeats):
         for i, case in enumerate(cases):
             gc.collect()
             start = time.perf_counter()
-            results[i] = case.fn()
-            seconds[i].append(time.perf_counter() - start)
+            output = case.fn()
+            elapsed = time.perf_counter() - start
+            if case.self_timed:
+                output, elapsed = output
+            results[i] = output
+            seconds[i].append(elapsed)
     timings = []
     for case, secs, result in zip(cases, seconds, results, strict=True):
         if isinstance(result, pd.DataFrame):  # a peer: rows that came back all-NaN
@@ -181,35 +188,42 @@ def quiet_peers() -> Iterator[None]:
 
 
 # -------------------------------------------------------------------- peers
-def xenonpy_compositions(home: Path) -> Any:
-    """Import XenonPy with ``HOME=home`` (holding the xenonpy58 table) and build the descriptor."""
-    dataset_dir = home / ".xenonpy" / "dataset"
-    dataset_dir.mkdir(parents=True, exist_ok=True)
-    table = pd.read_csv(datasets.fetch("xenonpy58"), index_col=0)
-    table.to_pickle(dataset_dir / "elements_completed.pd.xz")  # XenonPy's own format
-    saved = os.environ.get("HOME")
-    os.environ["HOME"] = str(home)
-    try:
-        with quiet_peers():
-            from xenonpy.descriptor import Compositions as XenonPyCompositions
+def run_xenonpy(
+    peers: PeerEnvironment, items: list[Any], parse: bool
+) -> tuple[pd.DataFrame, float]:
+    """XenonPy's ``Compositions(featurizers=XENONPY_POOLINGS, n_jobs=1).transform`` in its env.
 
-            return XenonPyCompositions(featurizers=XENONPY_POOLINGS, n_jobs=1)
-    finally:
-        if saved is None:
-            os.environ.pop("HOME", None)
-        else:
-            os.environ["HOME"] = saved
+    ``parse``: the items are formula strings that the peer parses with pymatgen
+    (``Composition(f).as_dict()``) inside the timed call; else they are dicts.
+    """
+    answer = peers.call(
+        "xenonpy_compositions",
+        compositions=items,
+        parse_formulas=parse,
+        featurizers=XENONPY_POOLINGS,
+        elements_csv=str(datasets.fetch("xenonpy58")),
+    )
+    return answer["frame"], answer["result"]["times"]["wall_s"][0]
 
 
-def run_xenonpy(descriptor: Any, comps: list[dict[str, float]]) -> pd.DataFrame:
-    with quiet_peers():
-        return descriptor.transform(comps, return_type="df")
+def run_matminer(
+    peers: PeerEnvironment, formulas: list[str], prebuilt: bool
+) -> tuple[pd.DataFrame, float]:
+    """matminer's ``ElementProperty.from_preset("magpie")`` ``featurize_many`` in its env.
 
-
-def run_matminer(featurizer: Any, comps: list[Any]) -> pd.DataFrame:
-    with quiet_peers():
-        rows = featurizer.featurize_many(comps, ignore_errors=True, pbar=False)
-    return pd.DataFrame(rows, columns=featurizer.feature_labels(), dtype=float)
+    ``prebuilt``: pymatgen ``Composition`` objects are built before the clock
+    starts (matminer only); else the parse is timed too.
+    """
+    answer = peers.call(
+        "matminer_element_property",
+        preset="magpie",
+        impute_nan=True,
+        formulas=formulas,
+        prebuilt=prebuilt,
+        ignore_errors=True,
+    )
+    frame = pd.DataFrame(answer["array"], columns=answer["result"]["labels"], dtype=float)
+    return frame, answer["result"]["times"]["wall_s"][0]
 
 
 # ------------------------------------------------------------------- parity
@@ -283,8 +297,11 @@ def compare(
 
 
 # ---------------------------------------------------------------------- main
-def machine(extra: tuple[str, ...] = ()) -> dict[str, Any]:
-    """CPU, Python, platform and versions of the usual packages plus ``extra`` ones."""
+def machine(extra: tuple[str, ...] = (), peers: PeerEnvironment | None = None) -> dict[str, Any]:
+    """CPU, Python, platform and versions of the usual packages plus ``extra`` ones.
+
+    With ``peers``, the versions in the peer environment too (``peer_versions``).
+    """
     model = platform.processor() or platform.machine()
     with contextlib.suppress(OSError):
         for line in Path("/proc/cpuinfo").read_text().splitlines():
@@ -302,6 +319,7 @@ def machine(extra: tuple[str, ...] = ()) -> dict[str, Any]:
         "python": platform.python_version(),
         "platform": platform.platform(),
         "versions": versions,
+        **({"peer_versions": peers.call("versions")["result"]} if peers is not None else {}),
     }
 
 
@@ -321,8 +339,7 @@ def load_formulas(dataset: str, column: str | None, rows: int, seed: int) -> lis
     return formulas.sample(n=rows, random_state=seed).tolist()
 
 
-def run(args: argparse.Namespace) -> dict[str, Any]:
-    from matminer.featurizers.composition import ElementProperty
+def run(args: argparse.Namespace, peers: PeerEnvironment) -> dict[str, Any]:
     from pymatgen.core import Composition
 
     drawn = load_formulas(args.dataset, args.column, max(args.rows, args.peer_rows), args.seed)
@@ -331,24 +348,19 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         f"{len(formulas)} formulas from {args.dataset!r} (seed {args.seed}); peers on {len(sample)}"
     )
 
-    home = Path(args.xenonpy_home).expanduser() if args.xenonpy_home else None
-    xpy = xenonpy_compositions(home or cache_dir() / "bench-xenonpy-home")
-    ep = ElementProperty.from_preset("magpie")
-    ep.set_n_jobs(1)
     pool = Compositions(elements="xenonpy58", featurizers="pooling")
     stats = ElementStatistics()
 
     timings: list[Timing] = []
 
     sample_dicts = [Composition(f).as_dict() for f in sample]
-    sample_comps = [Composition(f) for f in sample]
     n, big = len(sample), len(formulas)
     cases = [
         # 7 poolings × 58 XenonPy properties = 406 features
         Case("XenonPy 0.6.7", "from strings (pymatgen+XenonPy)", n, 406,
-             lambda: run_xenonpy(xpy, [Composition(f).as_dict() for f in sample])),
+             lambda: run_xenonpy(peers, sample, parse=True), self_timed=True),
         Case("XenonPy 0.6.7", "XenonPy only (parsed dicts)", n, 406,
-             lambda: run_xenonpy(xpy, sample_dicts)),
+             lambda: run_xenonpy(peers, sample_dicts, parse=False), self_timed=True),
         Case("xenonscale Compositions", "from strings", n, 406,
              lambda: pool.featurize_batch(sample)),
         Case("xenonscale Compositions", "from strings", big, 406,
@@ -359,9 +371,9 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
              lambda: pool.transform(formulas)),
         # 6 statistics × 22 Magpie properties = 132 features
         Case("matminer ElementProperty", "from strings (pymatgen+matminer)", n, 132,
-             lambda: run_matminer(ep, [Composition(f) for f in sample])),
+             lambda: run_matminer(peers, sample, prebuilt=False), self_timed=True),
         Case("matminer ElementProperty", "matminer only (Compositions)", n, 132,
-             lambda: run_matminer(ep, sample_comps)),
+             lambda: run_matminer(peers, sample, prebuilt=True), self_timed=True),
         Case("xenonscale ElementStatistics", "from strings", n, 132,
              lambda: stats.featurize_batch(sample)),
         Case("xenonscale ElementStatistics", "from strings", big, 132,
@@ -377,7 +389,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     ]
     return {
         "date": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
-        "machine": machine(),
+        "machine": machine(peers=peers),
         "settings": {k: v for k, v in vars(args).items() if k != "json"},
         "timings": [t.as_dict() for t in timings],
         "ratios": ratios(timings),
@@ -418,6 +430,9 @@ def report(results: dict[str, Any]) -> None:
     m = results["machine"]
     print(f"\n{results['date']}  {m['cpu']}  ({m['cpu_count']} CPUs), Python {m['python']}")
     print("  ".join(f"{k} {v}" for k, v in m["versions"].items()))
+    if "peer_versions" in m:
+        peers = "  ".join(f"{k} {v}" for k, v in m["peer_versions"].items())
+        print(f"peer environment: {peers}")
     header = f"{'tool':<36}{'input':<33}{'rows':>7}{'median µs':>12}{'min µs':>11}{'comps/s':>12}"
     print("\n" + header + "\n" + "-" * len(header))
     for t in results["timings"]:
@@ -471,13 +486,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--peer-rows", type=int, default=500, help="rows for XenonPy/matminer")
     parser.add_argument("--repeats", type=int, default=5, help="timed calls per measurement")
     parser.add_argument("--seed", type=int, default=0, help="sampling seed")
-    parser.add_argument("--xenonpy-home", default=None, help="HOME used to import XenonPy")
     parser.add_argument("--json", default=None, help="write the results to this JSON file")
     args = parser.parse_args(argv)
     if args.rows < 1 or args.peer_rows < 1 or args.repeats < 1:
         parser.error("--rows, --peer-rows and --repeats must be positive")
 
-    results = run(args)
+    with PeerEnvironment() as peers:
+        results = run(args, peers)
     report(results)
     if args.json:
         path = Path(args.json)
