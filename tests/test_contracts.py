@@ -71,18 +71,6 @@ UNIONS = [("composition", "classic,magpie"), ("structure", "rdf,ofm,structure"),
           ("molecule", "ecfp,maccs")]  # fmt: skip
 SPECS = [(kind, name) for kind, names in registered().items() for name in names] + UNIONS
 
-#: Known contract violations (check → reason), listed so the suite stays green; each must
-#: still fail (check_featurizer reports a listed check that passes).
-KNOWN_VIOLATIONS = {
-    # FeatureUnion never validates its own on_error (featurize/registry.py, FeatureUnion):
-    # FeatureUnion(parts, on_error="rasie") silently records instead of refusing the typo.
-    "union": {"on_error_validated": "FeatureUnion does not call check_on_error"},
-    # A used FrozenFeaturizer caches ZooModel objects whose file reader is a closure local to
-    # Zoo.load (zoo/zoo.py, read_file; kept in ZooModel._read_file): pickle fails after use.
-    "frozen": {"pickle": "ZooModel keeps Zoo.load's local read_file closure"},
-}
-
-
 @pytest.fixture(scope="module")
 def inputs(gap, perov, esol) -> dict[str, tuple[list, list]]:
     """``kind: (valid, invalid)``: real records; an unknown element, garbage text, None."""
@@ -106,10 +94,7 @@ def test_every_registered_featurizer_keeps_the_contract(kind, names, inputs):
     valid, invalid = inputs[kind]
     if names == "mordred":  # tens of ms per molecule: the three smallest molecules
         valid = sorted(valid, key=len)[:3]
-    known = KNOWN_VIOLATIONS["union"] if "," in names else {}
-    check_featurizer(
-        featurizer, valid, invalid, name=f"{kind}:{names}", expected_failed_checks=known
-    )
+    check_featurizer(featurizer, valid, invalid, name=f"{kind}:{names}")
 
 
 @pytest.fixture(scope="module")
@@ -146,8 +131,7 @@ def test_the_frozen_family_keeps_the_contract(tiny_zoo, inputs, monkeypatch):
     featurizer = FeaturizerSpec.parse("composition", "frozen:tiny@1").build()
     valid, invalid = inputs["composition"]
     # torch's batched matmul may differ in the last bits with the batch size
-    check_featurizer(featurizer, valid, invalid, name="frozen:tiny@1", rtol=1e-5, atol=1e-6,
-                     expected_failed_checks=KNOWN_VIOLATIONS["frozen"])  # fmt: skip
+    check_featurizer(featurizer, valid, invalid, name="frozen:tiny@1", rtol=1e-5, atol=1e-6)
 
 
 # Featurizers that each break one rule (module level: the pickle check pickles them).
@@ -290,20 +274,6 @@ def _csv_bytes(header: list[str], rows: list[list], delimiter: str = ",") -> byt
     return buffer.getvalue().encode()
 
 
-EMPTY_CSV = (
-    "a zero-byte CSV opened with column=/id_column= raises ConfigError '... is not a column "
-    "(columns: [])', blaming the argument, not the empty file (sources/delimited.py, "
-    "_resolve_id / _resolve_column)"
-)
-BAD_GZIP = (
-    "a truncated or non-gzip .gz file lets EOFError / gzip.BadGzipFile escape from the "
-    "decompressing reads (sources/stream.py FileSource._open users: delimited.py _read_header, "
-    "OffsetSource.plan / read_bytes)"
-)
-BAD_PARQUET = (
-    "an empty or corrupt Parquet file lets pyarrow's ArrowInvalid escape "
-    "(sources/parquet.py, ParquetSource._metadata / read)"
-)
 
 
 class TestCsvSource(OnDiskAndS3, SourceTests):
@@ -312,7 +282,6 @@ class TestCsvSource(OnDiskAndS3, SourceTests):
     filename = "records.csv"
     open_options = {"column": "cif", "id_column": "material_id"}  # noqa: RUF012
     kind = "structure"
-    known_violations = {"test_empty_file_gives_zero_rows_or_a_source_error": EMPTY_CSV}  # noqa: RUF012
 
     @pytest.fixture
     def records(self, perov):
@@ -332,7 +301,6 @@ class TestGzipCsvSource(OnDiskAndS3, SourceTests):
 
     filename = "records.csv.gz"
     kind = "composition"
-    known_violations = {"test_malformed_file_is_a_clear_error_or_error_rows": BAD_GZIP}  # noqa: RUF012
 
     @pytest.fixture
     def records(self, gap):
@@ -351,7 +319,6 @@ class TestTsvSource(OnDiskAndS3, SourceTests):
     filename = "records.tsv"
     open_options = {"id_column": "id"}  # noqa: RUF012
     kind = "composition"
-    known_violations = {"test_empty_file_gives_zero_rows_or_a_source_error": EMPTY_CSV}  # noqa: RUF012
 
     @pytest.fixture
     def records(self, gap):
@@ -370,10 +337,6 @@ class TestParquetSource(OnDiskAndS3, SourceTests):
     filename = "records.parquet"
     open_options = {"column": "smiles", "id_column": "compound"}  # noqa: RUF012
     kind = "molecule"
-    known_violations = {  # noqa: RUF012
-        "test_empty_file_gives_zero_rows_or_a_source_error": BAD_PARQUET,
-        "test_malformed_file_is_a_clear_error_or_error_rows": BAD_PARQUET,
-    }
 
     @pytest.fixture
     def records(self, esol):

@@ -30,7 +30,7 @@ import numpy as np
 
 from xenonscale.chem.formula import RowError
 from xenonscale.errors import ConfigError
-from xenonscale.featurize.base import BatchTransformer, FeatureBatch
+from xenonscale.featurize.base import BatchTransformer, FeatureBatch, check_on_error
 from xenonscale.featurize.compositions import (
     ALL,
     FEATURIZER_SETS,
@@ -224,6 +224,7 @@ class FeatureUnion(BatchTransformer):
         return [t for part in self.featurizers for t in element_tables(part)]
 
     def featurize_batch(self, inputs: Sequence[object]) -> FeatureBatch:
+        check_on_error(self.on_error)  # checked at use, like the parts (set_params skips __init__)
         batches = [part.featurize_batch(inputs) for part in self.featurizers]
         ok = np.logical_and.reduce([b.ok for b in batches])
         first: dict[int, RowError] = {}

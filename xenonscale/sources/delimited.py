@@ -32,7 +32,7 @@ from typing import IO
 import numpy as np
 import pandas as pd
 
-from xenonscale.errors import ConfigError
+from xenonscale.errors import ConfigError, SourceError
 from xenonscale.sources.csvrecords import chain_lines, header_names, iter_records
 from xenonscale.sources.frames import NA_STRINGS, build_frame, guess_kind, infer_column
 from xenonscale.sources.stream import (
@@ -99,6 +99,11 @@ class DelimitedSource(OffsetSource):
         self.encoding = encoding
         self.format = "tsv" if delimiter == "\t" else "csv"
         self.columns, self.data_offset = self._read_header()
+        if not self.columns and (column is not None or id_column is not None):
+            raise SourceError(
+                f"{self.url!r} is empty (no header line), so it has no column "
+                f"{column if column is not None else id_column!r}: check the file"
+            )
         self.id_column = self._resolve_id(id_column)
         self.column = self._resolve_column(column)
         self.kind = kind or guess_kind(self.column)

@@ -14,8 +14,10 @@ Examples
 from __future__ import annotations
 
 import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
 
-from xenonscale.errors import ConfigError
+from xenonscale.errors import ConfigError, SourceError
 from xenonscale.sources.base import Partition
 from xenonscale.sources.frames import build_frame, guess_kind
 from xenonscale.sources.stream import FileSource, check_rows_per_partition, make_partitions
@@ -69,10 +71,17 @@ class ParquetSource(FileSource):
         self.kind = kind or guess_kind(self.column)
 
     def _metadata(self):
-        import pyarrow.parquet as pq
-
         with self._open() as f:
-            return pq.ParquetFile(f).metadata
+            try:
+                return pq.ParquetFile(f).metadata
+            except (pa.ArrowException, OSError) as exc:
+                raise self._unreadable(exc) from exc
+
+    def _unreadable(self, exc: BaseException) -> SourceError:
+        return SourceError(
+            f"{self.url!r} is not a readable Parquet file ({type(exc).__name__}: {exc}); "
+            "it is empty, truncated or not Parquet: write it again"
+        )
 
     def plan(self, rows_per_partition: int) -> tuple[int, list[Partition]]:
         """From the footer: each partition's row groups and the rows to skip in the first."""
@@ -93,12 +102,13 @@ class ParquetSource(FileSource):
 
     def read(self, partition: Partition) -> pd.DataFrame:
         """Load the partition's row groups and slice its rows."""
-        import pyarrow.parquet as pq
-
         with self._open() as f:
-            table = pq.ParquetFile(f).read_row_groups(
-                partition.locator["row_groups"], columns=self.columns, use_pandas_metadata=False
-            )
+            try:
+                table = pq.ParquetFile(f).read_row_groups(
+                    partition.locator["row_groups"], columns=self.columns, use_pandas_metadata=False
+                )
+            except (pa.ArrowException, OSError) as exc:
+                raise self._unreadable(exc) from exc
         table = table.slice(partition.locator["skip"], partition.rows)
         frame = table.to_pandas(ignore_metadata=True)
         inputs = frame[self.column].to_numpy(dtype=object) if self.column else [None] * len(frame)

@@ -21,7 +21,10 @@ Examples
 
 from __future__ import annotations
 
+import gzip
 import json
+import lzma
+import zlib
 from collections.abc import Iterator
 from typing import IO, Any
 
@@ -161,7 +164,10 @@ class FileSource(Source):
 
     def _open(self) -> IO[bytes]:
         fs, path = self._fs()
-        return fs.open(path, "rb", compression=self.compression)
+        handle = fs.open(path, "rb", compression=self.compression)
+        if self.compression is None:
+            return handle
+        return _DecompressedStream(handle, self.url, self.compression)  # type: ignore[return-value]
 
     def fingerprint(self) -> str:
         """``url|size|mtime`` (or ETag) of the stored (possibly compressed) file."""
@@ -226,3 +232,52 @@ class OffsetSource(FileSource):
     def read(self, partition: Partition) -> pd.DataFrame:
         """Read only the partition's byte range and parse its records."""
         return self._parse(self.read_bytes(partition), partition.start)
+
+
+#: What a damaged compressed file raises while it is read (a truncated gzip: EOFError).
+_DECOMPRESSION_ERRORS = (EOFError, gzip.BadGzipFile, zlib.error, lzma.LZMAError)
+
+
+class _DecompressedStream:
+    """A decompressing file whose damage surfaces as one :class:`SourceError` naming the file.
+
+    Reads, seeks and line iteration go to the wrapped file; a truncated or
+    corrupt stream (``EOFError``, ``gzip.BadGzipFile``, ``zlib.error``,
+    ``lzma.LZMAError``) becomes ``SourceError`` with the fix.
+    """
+
+    _GUARDED = frozenset({"read", "read1", "readinto", "readline", "readlines", "seek", "peek"})
+
+    def __init__(self, handle: IO[bytes], url: str, compression: str):
+        self._handle = handle
+        self._url = url
+        self._compression = compression
+
+    def _damaged(self, exc: BaseException) -> SourceError:
+        return SourceError(
+            f"{self._url!r} is not a readable {self._compression} file "
+            f"({type(exc).__name__}: {exc}); it is truncated or corrupt: fetch or write it again"
+        )
+
+    def __getattr__(self, name: str) -> Any:
+        attribute = getattr(self._handle, name)
+        if name not in self._GUARDED:
+            return attribute
+
+        def guarded(*args: Any, **kwargs: Any) -> Any:
+            try:
+                return attribute(*args, **kwargs)
+            except _DECOMPRESSION_ERRORS as exc:
+                raise self._damaged(exc) from exc
+
+        return guarded
+
+    def __iter__(self) -> Iterator[bytes]:
+        while line := self.readline():
+            yield line
+
+    def __enter__(self) -> _DecompressedStream:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self._handle.close()

@@ -28,6 +28,7 @@ Examples
 from __future__ import annotations
 
 import contextlib
+import functools
 import json
 import os
 from collections.abc import Mapping
@@ -322,11 +323,9 @@ class Zoo:
                 f"{entry.ref}: the weights at {entry.uri!r} do not fit the card's model "
                 f"config ({exc}); remove the version and register it again"
             ) from exc
-        listed = entry.card.get("files") or {}
-
-        def read_file(filename: str) -> bytes:
-            return self.artifacts.read_bytes(entry.uri, filename, listed[filename])
-
+        listed = dict(entry.card.get("files") or {})
+        # a partial of a module-level function, not a closure: a ZooModel pickles (Dask tasks)
+        read_file = functools.partial(_read_listed_file, self.artifacts, entry.uri, listed)
         return ZooModel(entry.ref, entry.card, model.eval(), sorted(listed), read_file)
 
     def export(self, ref: str | ModelRef, path: str | os.PathLike) -> str:
@@ -394,3 +393,8 @@ def _sizes(weights: bytes, files: Mapping[str, bytes]) -> dict[str, int]:
 
 def _card_bytes(card: dict) -> bytes:
     return json.dumps(card, indent=1).encode()
+
+
+def _read_listed_file(artifacts: ArtifactStore, uri: str, listed: dict, filename: str) -> bytes:
+    """One file of a version's folder, checked against the sha256 its card lists."""
+    return artifacts.read_bytes(uri, filename, listed[filename])
