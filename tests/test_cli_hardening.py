@@ -238,7 +238,7 @@ def test_bad_arguments_are_one_line_before_any_cluster(extra, named, suffix, sma
 
 
 def test_workers_are_capped_with_a_line_saying_so(small_csv, tmp_path, no_cluster, capsys):
-    from xenonscale.cli.args import max_workers
+    from xenonscale.cli.types import max_workers
 
     cap = max_workers()
     assert cap == min(512, 4 * (os.cpu_count() or 1))
@@ -299,9 +299,9 @@ def test_a_missing_input_is_one_line_before_any_cluster(tmp_path, no_cluster, ca
     assert no_cluster == []
 
 
-def test_argparse_errors_are_one_line(capsys):
+def test_usage_errors_are_one_line(small_csv, capsys):
     for argv, named in [
-        (["featurize", "x.csv"], "-o/--output"),
+        (["featurize", str(small_csv)], "-o/--output"),
         (["bogus"], "'bogus'"),
         (["featurize", "x.csv", "-o", "x.zarr", "--no-such-flag"], "--no-such-flag"),
         (["demo", "--workers", "0"], "--workers"),
@@ -331,12 +331,12 @@ def test_zoo_refs_with_huge_versions_are_one_line(tmp_path, capsys):
 
 
 def test_os_errors_are_one_line(tmp_path, monkeypatch, capsys):
-    from xenonscale.cli import commands
+    import xenonscale.datasets
 
-    def fail(args):
+    def fail(*args, **kwargs):
         raise PermissionError(13, "Permission denied", str(tmp_path / "locked"))
 
-    monkeypatch.setattr(commands, "datasets", fail)
+    monkeypatch.setattr(xenonscale.datasets, "names", fail)
     status, _, err = _run(["datasets", "list"], capsys)
     _assert_one_line(status, err)
     assert "Permission denied" in err and "locked" in err
@@ -356,17 +356,20 @@ def test_limit_flags_are_in_help(capsys):
         assert flag in section
 
 
-def test_limit_flags_map_onto_record_limits():
+def test_limit_flags_map_onto_record_limits(small_csv):
     import math
 
-    from xenonscale.cli.args import record_limits_from
-    from xenonscale.cli.main import _parser
+    from xenonscale.cli.limits import record_limits_from
+    from xenonscale.cli.main import cli
     from xenonscale.limits import RecordLimits
 
-    args = _parser().parse_args(["featurize", "x.csv", "-o", "x.zarr"])
+    def parse(argv: list[str]) -> dict:
+        return cli.commands["featurize"].make_context("featurize", argv).params
+
+    args = parse([str(small_csv), "-o", "x.zarr"])
     assert record_limits_from(args) == RecordLimits()
-    args = _parser().parse_args(
-        ["featurize", "x.csv", "-o", "x.zarr", "--max-atoms", "50", "--record-seconds", "0",
+    args = parse(
+        [str(small_csv), "-o", "x.zarr", "--max-atoms", "50", "--record-seconds", "0",
          "--max-amount", "1e3", "--min-volume-per-atom", "0.5"]
     )  # fmt: skip
     limits = record_limits_from(args)

@@ -1,4 +1,8 @@
-"""The ``xenonscale`` command: a thin layer over the library.
+"""The ``xenonscale`` command: a thin layer over the library, on Click.
+
+:data:`cli` is the group of every command; its ``main`` reports every failure
+in one line (:mod:`xenonscale.cli.errors`), whether it runs as the console
+script, through :func:`main` or under :class:`click.testing.CliRunner`.
 
 Examples
 --------
@@ -8,153 +12,97 @@ Examples
     xenonscale elements show xenonpy58
     xenonscale featurize dataset:matbench_expt_gap -o gap.parquet --elements xenonpy58
     xenonscale demo
+    eval "$(xenonscale completion bash)"
 """
 
 from __future__ import annotations
 
-import argparse
 import sys
 from collections.abc import Sequence
 
+import click
+
 from xenonscale import __version__
-from xenonscale.cli.args import add_limit_arguments, positive_int, workers
-from xenonscale.errors import XenonscaleError
+from xenonscale.cli.catalog import datasets, elements
+from xenonscale.cli.command import Group
+from xenonscale.cli.completion import COMPLETE_VAR, completion
+from xenonscale.cli.demo import demo
+from xenonscale.cli.design import design
+from xenonscale.cli.errors import one_line, os_error_line, usage_line
+from xenonscale.cli.featurize import featurize
+from xenonscale.cli.ngram import ngram
+from xenonscale.cli.train import retrain, train, tune
+from xenonscale.cli.transfer import transfer
+from xenonscale.cli.zoo import zoo
 
-__all__ = ["Parser", "main"]
+__all__ = ["PROG", "cli", "main"]
 
-#: Longest error line printed (a message quoting a huge value is cut).
-_MAX_MESSAGE = 2000
-
-
-def one_line(text: object) -> str:
-    """``text`` on one line (newlines become spaces), at most ``_MAX_MESSAGE`` characters."""
-    line = " ".join(str(text).splitlines()).strip()
-    return line if len(line) <= _MAX_MESSAGE else line[: _MAX_MESSAGE - 3] + "..."
+#: The program name in usage lines and error messages.
+PROG = "xenonscale"
 
 
-class Parser(argparse.ArgumentParser):
-    """An argparse parser whose errors are one line (no usage block), exit status 2.
+class Root(Group):
+    """The top group: its ``main`` turns every failure into one line and an exit status.
 
-    Subparsers are of this class too (argparse makes them with ``type(parent)``).
+    0: done; 2: a bad argument, input or setting (one line on stderr, no
+    traceback); 130: interrupted. A command may return 1 for a partial failure
+    (``design``: a chain failed). In standalone mode (the console script,
+    ``CliRunner``) it exits with the status, else it returns it.
     """
 
-    def error(self, message: str):  # type: ignore[override]
-        self.exit(2, f"{self.prog}: error: {one_line(message)} (see {self.prog} --help)\n")
+    def main(self, args=None, prog_name=None, complete_var=None, standalone_mode=True, **extra):
+        status = self._run(args, prog_name or PROG, complete_var or COMPLETE_VAR, **extra)
+        if standalone_mode:
+            sys.exit(status)
+        return status
+
+    def _run(self, args, prog_name: str, complete_var: str, **extra) -> int:
+        try:
+            status = super().main(
+                args=args,
+                prog_name=prog_name,
+                complete_var=complete_var,
+                standalone_mode=False,
+                **extra,
+            )
+        except click.exceptions.NoArgsIsHelpError as exc:  # `xenonscale zoo`: the help
+            exc.show()
+            return 2
+        except click.UsageError as exc:
+            click.echo(usage_line(exc), err=True)
+            return 2
+        except click.ClickException as exc:  # library errors, in the command's flag names
+            click.echo(f"{PROG}: error: {one_line(exc.format_message())}", err=True)
+            return exc.exit_code
+        except OSError as exc:  # a path that cannot be read or written: the system's words
+            click.echo(os_error_line(exc), err=True)
+            return 2
+        except (click.Abort, KeyboardInterrupt):  # Ctrl-C (Click makes it an Abort)
+            click.echo(f"{PROG}: interrupted", err=True)
+            return 130
+        return status if isinstance(status, int) else 0
 
 
-def _parser() -> argparse.ArgumentParser:
-    parser = Parser(
-        prog="xenonscale",
-        description="Materials informatics at database scale (descriptors, datasets, tables).",
-    )
-    parser.add_argument("--version", action="version", version=f"xenonscale {__version__}")
-    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+@click.group(
+    PROG,
+    cls=Root,
+    context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100},
+)
+@click.version_option(__version__, "--version", prog_name=PROG, message="%(prog)s %(version)s")
+def cli() -> None:
+    """Materials informatics at database scale: descriptors, models, transfer, design."""
 
-    feat = sub.add_parser(
-        "featurize",
-        help="featurize a source into a Zarr feature store (or a .parquet/.csv table)",
-        description="INPUT (file, glob, s3:// URL or dataset:NAME) → Dask → STORE. "
-        "A STORE ending in .parquet or .csv is written in-process as one table.",
-    )
-    feat.add_argument("input", help="CSV/TSV/Parquet/JSONL/JSON/CIF dir/SMI/SDF, or dataset:NAME")
-    feat.add_argument("-o", "--output", required=True, help="store URL (dir, s3://...) or table")
-    feat.add_argument("--kind", default="composition", help="composition|structure|molecule")
-    feat.add_argument("--column", default=None, help="input column (default: inferred)")
-    feat.add_argument("--featurizers", default="classic", help="comma list of registered names")
-    feat.add_argument("--elements", default=None, help="element table preset")
-    feat.add_argument("--workers", type=workers, default=None, help="embedded cluster workers")
-    feat.add_argument("--scheduler", default=None, help="Dask scheduler address (tcp://...)")
-    feat.add_argument("--chunk-rows", type=positive_int, default=10_000, help="Zarr chunk rows")
-    feat.add_argument(
-        "--partition-rows",
-        type=positive_int,
-        default=None,
-        help="rows per task (default: by width)",
-    )
-    feat.add_argument(
-        "--compression", default="lz4", help="store codec: lz4 (fast) | zstd (smaller) | none"
-    )
-    feat.add_argument("--on-error", default="record", help="record (error rows) | raise")
-    feat.add_argument(
-        "--overwrite", action="store_true", help="replace a different store (or foreign table)"
-    )
-    feat.add_argument(
-        "--storage-options", default=None, help="fsspec options as JSON, e.g. '{\"anon\": true}'"
-    )
-    feat.add_argument(
-        "--batch-rows", type=positive_int, default=8192, help="rows per batch (tables)"
-    )
-    feat.add_argument("--no-progress", action="store_true", help="hide the progress bar")
-    add_limit_arguments(feat)
 
-    data = sub.add_parser("datasets", help="list, describe or fetch public datasets")
-    data_sub = data.add_subparsers(dest="action", required=True, metavar="ACTION")
-    data_sub.add_parser("list", help="names, kinds, rows and sources")
-    for action in ("info", "fetch"):
-        p = data_sub.add_parser(action, help=f"{action} one dataset")
-        p.add_argument("name")
-
-    elements = sub.add_parser("elements", help="element property tables")
-    el_sub = elements.add_subparsers(dest="action", required=True, metavar="ACTION")
-    el_sub.add_parser("list", help="presets")
-    show = el_sub.add_parser("show", help="properties, units, sources and imputed counts")
-    show.add_argument("name")
-
-    demo = sub.add_parser("demo", help="run the main job end to end on real data")
-    demo.add_argument(
-        "--rows", type=positive_int, default=None, help="limit the number of formulas"
-    )
-    demo.add_argument("--output", default="demo-output", help="output folder")
-    demo.add_argument("--workers", type=workers, default=2, help="embedded cluster workers")
-    demo.add_argument(
-        "--epochs", type=positive_int, default=15, help="training epochs of the model"
-    )
-
-    # Commands in their own modules add their parsers and set ``handler``.
-    from xenonscale.cli import design, ngram, train, transfer, zoo
-
-    for module in (train, zoo, transfer, ngram, design):
-        module.add_parser(sub)
-    return parser
+for _command in (featurize, datasets, elements, train, tune, retrain, zoo, transfer, ngram,
+                 design, demo, completion):  # fmt: skip
+    cli.add_command(_command)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Entry point of the ``xenonscale`` console script; returns the exit status.
-
-    0: done; 2: a bad argument, input or setting (one line on stderr, no
-    traceback); 130: interrupted. A command may return 1 for a partial failure.
-    """
-    try:
-        args = _parser().parse_args(argv)
-    except SystemExit as exc:  # --help, --version, or an argparse error (already printed)
-        return exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 2)
-    from xenonscale.cli import commands
-
-    handler = (
-        getattr(args, "handler", None)
-        or {
-            "featurize": commands.featurize,
-            "datasets": commands.datasets,
-            "elements": commands.elements,
-            "demo": commands.demo,
-        }[args.command]
-    )
-    try:
-        return handler(args) or 0
-    except XenonscaleError as exc:
-        print(f"xenonscale: error: {one_line(exc)}", file=sys.stderr)
-        return 2
-    except OSError as exc:  # a path that cannot be read or written: the system's words
-        where = f" {exc.filename!r}" if getattr(exc, "filename", None) else ""
-        reason = exc.strerror or str(exc) or type(exc).__name__
-        print(
-            f"xenonscale: error:{where} {one_line(reason)}: check the path and its permissions",
-            file=sys.stderr,
-        )
-        return 2
-    except KeyboardInterrupt:
-        print("xenonscale: interrupted", file=sys.stderr)
-        return 130
+    """Entry point of the ``xenonscale`` console script; returns the exit status (see
+    :class:`Root`). ``argv`` defaults to ``sys.argv[1:]``."""
+    args = list(sys.argv[1:] if argv is None else argv)
+    return cli.main(args=args, prog_name=PROG, standalone_mode=False)
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -4,135 +4,170 @@ Examples
 --------
 ::
 
-    xenonscale ngram train ../shared/data/molecules/moses_train.csv.gz -o moses.ngram \\
-        --order 10 --augment 1 --workers 2
+    xenonscale ngram train dataset:moses_train -o moses.ngram --order 10 --augment 1 --workers 2
     xenonscale ngram train polymers.csv --column smiles -o polymers.ngram --order 8 --limit 5000
+    xenonscale ngram train small.smi -o small.ngram --in-process
     xenonscale ngram info moses.ngram
     xenonscale ngram sample moses.ngram -n 10 --seed 1
     xenonscale ngram propose moses.ngram "CCOc1ccccc1" "CC(=O)N" --seed 1
-
-``add_parser(sub)`` adds the command and sets ``handler=run``.
 """
 
 from __future__ import annotations
 
-import argparse
 import json
-import sys
 import time
+from pathlib import Path
 
-from xenonscale.cli.args import workers_or_zero
+import click
+
+from xenonscale.cli import options
+from xenonscale.cli.command import Group
+from xenonscale.cli.inputs import ExistingPath
+from xenonscale.cli.types import POSITIVE_INT
 from xenonscale.errors import ConfigError
 
-__all__ = ["add_parser", "run"]
+__all__ = ["ngram"]
+
+_MODEL = ExistingPath("n-gram model folder")
 
 
-def add_parser(sub) -> argparse.ArgumentParser:
-    """Add the ``ngram`` command (actions ``train``, ``info``, ``sample``, ``propose``)."""
-    from xenonscale.design.ngram_training import DEFAULT_AUGMENT
+@click.group(cls=Group)
+def ngram() -> None:
+    """n-gram SMILES language model for inverse design: train, info, sample, propose.
 
-    parser = sub.add_parser(
-        "ngram",
-        help="n-gram SMILES language model for inverse design: train, info, sample, propose",
-        description="An n-gram model of extended SMILES (ring and branch bookkeeping), counted "
-        "on Dask workers and stored as JSON + Parquet (no pickle). `xenonscale design --ngram` "
-        "uses it to propose molecules.",
+    An n-gram model of extended SMILES (ring and branch bookkeeping), counted
+    on Dask workers and stored as JSON + Parquet (no pickle). `xenonscale
+    design --ngram` uses it to propose molecules.
+    """
+
+
+@ngram.command("train")
+@options.input_argument("source")
+@options.output(required=True)
+@options.order(default=10, show_default=True)
+@options.column()
+@click.option(
+    "--augment",
+    type=click.IntRange(min=0),
+    default=None,
+    help="random re-orderings counted per SMILES (RDKit, seeded; default: "
+    "xenonscale.design's DEFAULT_AUGMENT)",
+)
+@options.workers()
+@options.scheduler()
+@click.option("--in-process", is_flag=True, help="count in this process (no Dask cluster)")
+@click.option("--partitions", type=POSITIVE_INT, default=None, help="number of partitions")
+@options.limit()
+@options.seed(default=0, show_default=True)
+@options.storage_options()
+@options.no_progress()
+def train(
+    source,
+    output,
+    order,
+    column,
+    augment,
+    workers,
+    scheduler,
+    in_process,
+    partitions,
+    limit,
+    seed,
+    storage_options,
+    no_progress,
+) -> int:
+    """Count an n-gram model from the SMILES of SOURCE into the folder -o.
+
+    SOURCE is a CSV/TSV/Parquet table (--column, default the 'smiles'-like
+    one), a .smi file (gz too), an s3:// URL or dataset:NAME.
+    """
+    from xenonscale.design import train_ngram
+
+    if in_process and scheduler:
+        raise ConfigError("--in-process and --scheduler: give one of them")
+    url, column = source.resolve(column)
+    settings = {} if augment is None else {"augment": augment}
+    start = time.perf_counter()
+    model = train_ngram(
+        url,
+        order=order,
+        client=False if in_process else None,
+        workers=workers,
+        scheduler=scheduler,
+        partitions=partitions,
+        seed=seed,
+        progress=not no_progress,
+        column=column,
+        limit=limit,
+        storage_options=storage_options,
+        **settings,
     )
-    actions = parser.add_subparsers(dest="action", required=True, metavar="ACTION")
-    train = actions.add_parser("train", help="count an n-gram model from SMILES")
-    train.add_argument(
-        "source", help="SMILES source: CSV/TSV/Parquet (column), .smi, .csv.gz, s3:// URL"
+    elapsed = time.perf_counter() - start
+    model.save(output)
+    p = model.provenance
+    click.echo(
+        f"{output}: order {model.order}, {len(model.vocabulary)} tokens, "
+        f"{model.n_contexts:,} contexts, {model.n_entries:,} entries from {p['smiles']:,} "
+        f"SMILES ({p['bad']:,} skipped) in {elapsed:.1f} s "
+        f"({p['smiles'] / max(elapsed, 1e-9):,.0f} SMILES/s)"
     )
-    train.add_argument("-o", "--output", required=True, help="model directory to write")
-    train.add_argument("--order", type=int, default=10, help="longest context in tokens")
-    train.add_argument("--column", default=None, help="SMILES column (default: 'smiles'-like)")
-    train.add_argument(
-        "--augment",
-        type=int,
-        default=DEFAULT_AUGMENT,
-        help="random re-orderings counted per SMILES (RDKit, seeded)",
-    )
-    train.add_argument(
-        "--workers",
-        type=workers_or_zero,
-        default=None,
-        help="embedded cluster workers (0: this process)",
-    )
-    train.add_argument("--scheduler", default=None, help="Dask scheduler address (tcp://...)")
-    train.add_argument("--partitions", type=int, default=None, help="number of partitions")
-    train.add_argument("--limit", type=int, default=None, help="use the first N SMILES only")
-    train.add_argument("--seed", type=int, default=0, help="seed of the re-orderings")
-    train.add_argument("--no-progress", action="store_true", help="hide the progress bar")
-    info = actions.add_parser("info", help="print a model's header (JSON)")
-    info.add_argument("model", help="model directory")
-    sample = actions.add_parser("sample", help="grow molecules from scratch")
-    sample.add_argument("model", help="model directory")
-    sample.add_argument("-n", type=int, default=10, help="number of molecules")
-    sample.add_argument("--seed", type=int, default=0, help="random seed")
-    sample.add_argument("--stars", type=int, default=None, help="'*' ends per molecule")
-    propose = actions.add_parser("propose", help="one proposal per SMILES given")
-    propose.add_argument("model", help="model directory")
-    propose.add_argument("smiles", nargs="+", help="parent SMILES")
-    propose.add_argument("--seed", type=int, default=0, help="random seed")
-    propose.add_argument("--reorder-prob", type=float, default=None, help="re-ordering chance")
-    parser.set_defaults(handler=run)
-    return parser
+    for row, smiles, reason in p.get("bad_examples", []):
+        click.echo(f"  skipped row {row}: {smiles!r} ({reason})", err=True)
+    return 0
 
 
-def run(args: argparse.Namespace) -> int:
-    """Run one ``ngram`` action; returns the exit status."""
+@ngram.command("info")
+@click.argument("model", type=_MODEL)
+def info(model) -> int:
+    """Print the header of the model in folder MODEL (JSON)."""
+    from xenonscale.design import NGram
+
+    NGram.load(model)  # validates the format and version
+    header = json.loads((Path(model) / "ngram.json").read_text())
+    header["vocabulary"] = f"{len(header['vocabulary'])} tokens: " + " ".join(header["vocabulary"])
+    click.echo(json.dumps(header, indent=1))
+    return 0
+
+
+@ngram.command("sample")
+@click.argument("model", type=_MODEL)
+@click.option("-n", type=POSITIVE_INT, default=10, show_default=True, help="number of molecules")
+@options.seed(default=0, show_default=True)
+@click.option(
+    "--stars", type=click.IntRange(min=0), default=None, help="'*' ends of each molecule (polymers)"
+)
+def sample(model, n, seed, stars) -> int:
+    """Grow molecules from scratch."""
     import numpy as np
 
-    from xenonscale.design import NGram, train_ngram
+    from xenonscale.design import NGram
 
-    if args.action == "train":
-        if args.workers is not None and args.workers < 0:
-            raise ConfigError(f"--workers {args.workers!r}: use 0 (this process) or more")
-        start = time.perf_counter()
-        model = train_ngram(
-            args.source,
-            order=args.order,
-            augment=args.augment,
-            client=False if args.workers == 0 and not args.scheduler else None,
-            workers=args.workers or None,
-            scheduler=args.scheduler,
-            partitions=args.partitions,
-            seed=args.seed,
-            progress=not args.no_progress,
-            column=args.column,
-            limit=args.limit,
-        )
-        elapsed = time.perf_counter() - start
-        model.save(args.output)
-        p = model.provenance
-        print(
-            f"{args.output}: order {model.order}, {len(model.vocabulary)} tokens, "
-            f"{model.n_contexts:,} contexts, {model.n_entries:,} entries from {p['smiles']:,} "
-            f"SMILES ({p['bad']:,} skipped) in {elapsed:.1f} s "
-            f"({p['smiles'] / max(elapsed, 1e-9):,.0f} SMILES/s)"
-        )
-        for row, smiles, reason in p.get("bad_examples", []):
-            print(f"  skipped row {row}: {smiles!r} ({reason})", file=sys.stderr)
-        return 0
-    if args.action == "info":
-        from pathlib import Path
+    for smiles in NGram.load(model).sample(n, np.random.default_rng(seed), stars=stars):
+        click.echo(smiles)
+    return 0
 
-        model = NGram.load(args.model)  # validates the format and version
-        header = json.loads((Path(args.model) / "ngram.json").read_text())
-        header["vocabulary"] = f"{len(header['vocabulary'])} tokens: " + " ".join(
-            header["vocabulary"]
-        )
-        print(json.dumps(header, indent=1))
-        del model
-        return 0
-    model = NGram.load(args.model)
-    rng = np.random.default_rng(args.seed)
-    if args.action == "sample":
-        for smiles in model.sample(args.n, rng, stars=args.stars):
-            print(smiles)
-        return 0
-    if args.reorder_prob is not None:
-        model.reorder_prob = args.reorder_prob
-    for parent, child in zip(args.smiles, model.propose(args.smiles, rng), strict=True):
-        print(f"{parent}\t{child}")
+
+@ngram.command("propose")
+@click.argument("model", type=_MODEL)
+@click.argument("smiles", nargs=-1, required=True)
+@options.seed(default=0, show_default=True)
+@click.option(
+    "--reorder-prob",
+    type=click.FloatRange(0, 1),
+    default=None,
+    help="chance of re-ordering a parent before the proposal",
+)
+def propose(model, smiles, seed, reorder_prob) -> int:
+    """One proposal for each parent SMILES."""
+    import numpy as np
+
+    from xenonscale.design import NGram
+
+    loaded = NGram.load(model)
+    if reorder_prob is not None:
+        loaded.reorder_prob = reorder_prob
+    for parent, child in zip(
+        smiles, loaded.propose(list(smiles), np.random.default_rng(seed)), strict=True
+    ):
+        click.echo(f"{parent}\t{child}")
     return 0

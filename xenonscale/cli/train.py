@@ -1,4 +1,4 @@
-"""``xenonscale train``: a property model from a FeatureStore, saved and registered.
+"""``xenonscale train | tune | retrain``: property models from feature stores.
 
 Examples
 --------
@@ -7,248 +7,278 @@ Examples
     xenonscale train oqmd.zarr --target target --name oqmd-hf --max-epochs 60
     xenonscale train mp.zarr --target target --name mp-e-form --strategy ddp --devices 4 \\
         --accelerator gpu --zoo postgresql+psycopg://zoo@db/zoo --artifacts s3://models/zoo
+    xenonscale tune oqmd.zarr --target target --trials 40 --storage sqlite:///tune.db \\
+        --study oqmd-hf --workers 2
+    xenonscale retrain --max-age-days 30
 """
 
 from __future__ import annotations
 
-import argparse
 import json
+from collections.abc import Callable
 
-from xenonscale.cli.args import parse_storage_options, workers
-from xenonscale.errors import ConfigError
+import click
 
-__all__ = [
-    "add_parser",
-    "data_options",
-    "int_list",
-    "open_zoo",
-    "retrain",
-    "train",
-    "tune",
-]
+from xenonscale.cli import options
+from xenonscale.cli.command import Command
+from xenonscale.cli.types import DEVICES, INT_LIST, POSITIVE_INT, Choice
 
+__all__ = ["retrain", "train", "tune"]
 
-def int_list(text: str) -> list[int]:
-    """``"512,256,128"`` → ``[512, 256, 128]`` (argparse type)."""
-    try:
-        values = [int(part) for part in text.split(",") if part.strip()]
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r}: give comma-separated integers") from None
-    if not values:
-        raise argparse.ArgumentTypeError(f"{text!r}: give at least one integer")
-    return values
+SPLITS = Choice("xenonscale.models.splits:SPLIT_METHODS")
+OUTLIERS = Choice("xenonscale.models.data:OUTLIER_RULES")
+ACTIVATIONS = Choice("xenonscale.models.backbones:ACTIVATIONS")
+PRUNERS = Choice("xenonscale.models.tuning:PRUNERS")
+LR_SCHEDULES = Choice(["plateau", "cosine", "none"])
+ACCELERATORS = Choice(["auto", "cpu", "gpu", "cuda", "mps"])
+STRATEGIES = Choice(["auto", "ddp", "ddp_spawn"])
+_FRACTION = click.FloatRange(0.0, 1.0, max_open=True)
 
-
-def add_data_arguments(parser: argparse.ArgumentParser) -> None:
-    """Store, target, split and outlier options shared by train, tune and retrain."""
-    parser.add_argument("store", help="FeatureStore URL (xenonscale featurize -o ...)")
-    parser.add_argument("--target", required=True, help="target variable(s), comma-separated")
-    parser.add_argument("--split", default="random", help="random | kfold | group")
-    parser.add_argument("--val-fraction", type=float, default=0.1)
-    parser.add_argument("--test-fraction", type=float, default=0.0)
-    parser.add_argument("--folds", type=int, default=5, help="k of k-fold")
-    parser.add_argument("--fold", type=int, default=0, help="validation fold (k-fold)")
-    parser.add_argument("--group-by", default="input", help="store variable for --split group")
-    parser.add_argument("--outliers", default="drop", help="keep | drop | clip")
-    parser.add_argument("--outlier-z", type=float, default=10.0, help="robust z bound")
-    parser.add_argument("--batch-size", type=int, default=256)
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--max-epochs", type=int, default=100)
-    parser.add_argument("--storage-options", default=None, help="fsspec options (JSON)")
+_DATA_OPTIONS = (
+    "split",
+    "val_fraction",
+    "test_fraction",
+    "folds",
+    "fold",
+    "group_by",
+    "outliers",
+    "outlier_z",
+)
 
 
-def add_zoo_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--zoo", default=None, help="zoo folder or catalog URL ($XENONSCALE_ZOO)")
-    parser.add_argument("--artifacts", default=None, help="artifact URL for a catalog URL zoo")
+def data_arguments(command: Callable) -> Callable:
+    """STORE, --target, the split and the outlier rule (train and tune)."""
+    decorators = [
+        click.argument("store"),
+        options.target(required=True),
+        click.option("--split", type=SPLITS, default="random", show_default=True,
+                     help="how validation rows are chosen"),
+        click.option("--val-fraction", type=_FRACTION, default=0.1, show_default=True,
+                     help="validation share of the rows (random, group)"),
+        click.option("--test-fraction", type=_FRACTION, default=0.0, show_default=True,
+                     help="test share of the rows"),
+        click.option("--folds", type=click.IntRange(min=2), default=5, show_default=True,
+                     help="k of the k-fold split"),
+        click.option("--fold", type=click.IntRange(min=0), default=0, show_default=True,
+                     help="validation fold of the k-fold split"),
+        click.option("--group-by", default="input", show_default=True,
+                     help="store variable of the groups (--split group)"),
+        click.option("--outliers", type=OUTLIERS, default="drop", show_default=True,
+                     help="rows with a robust z-score over --outlier-z"),
+        click.option("--outlier-z", type=click.FloatRange(min=0, min_open=True), default=10.0,
+                     show_default=True, help="robust z-score bound of --outliers"),
+        options.seed(default=0, show_default=True),
+    ]  # fmt: skip
+    for decorator in reversed(decorators):
+        command = decorator(command)
+    return command
 
 
-def data_options(args: argparse.Namespace) -> dict:
-    return {
-        "split": args.split,
-        "val_fraction": args.val_fraction,
-        "test_fraction": args.test_fraction,
-        "folds": args.folds,
-        "fold": args.fold,
-        "group_by": args.group_by,
-        "outliers": args.outliers,
-        "outlier_z": args.outlier_z,
-    }
+def _data_options(params: dict) -> dict:
+    return {name: params.pop(name) for name in _DATA_OPTIONS}
 
 
-def add_parser(sub) -> None:
-    parser = sub.add_parser(
-        "train",
-        help="train a property model from a feature store and register it in the zoo",
-        description="STORE → Lightning (any accelerator / devices / DDP) → zoo entry NAME@N "
-        "with weights (safetensors), card (JSON), learning curve and parity plot.",
-    )
-    add_data_arguments(parser)
-    parser.add_argument("--name", required=True, help="zoo name, e.g. oqmd-hf")
-    add_zoo_arguments(parser)
-    parser.add_argument("--output", default=None, help="folder for weights and plots")
-    parser.add_argument("--units", default=None, help="target units, e.g. eV/atom")
-    parser.add_argument("--hidden", type=int_list, default=[512, 256, 128], help="widths")
-    parser.add_argument("--dropout", type=float, default=0.1)
-    parser.add_argument("--no-batch-norm", action="store_true")
-    parser.add_argument("--activation", default="relu")
-    parser.add_argument("--loss", default="mae", help="mae | mse | huber")
-    parser.add_argument("--lr", type=float, default=1e-3)
-    parser.add_argument("--weight-decay", type=float, default=1e-5)
-    parser.add_argument("--scheduler", default="plateau", help="plateau | cosine | none")
-    parser.add_argument("--patience", type=int, default=12, help="early-stopping epochs")
-    parser.add_argument("--accelerator", default="auto", help="auto | cpu | gpu")
-    parser.add_argument("--devices", default="1", help="number of devices, or auto")
-    parser.add_argument("--strategy", default="auto", help="auto | ddp | ddp_spawn")
-    parser.add_argument("--no-register", action="store_true", help="save only, no zoo entry")
-    parser.add_argument("--no-progress", action="store_true")
-    parser.set_defaults(handler=train)
-    add_tune_parser(sub)
-    add_retrain_parser(sub)
+@click.command(cls=Command)
+@data_arguments
+@click.option(
+    "--batch-size",
+    type=POSITIVE_INT,
+    default=256,
+    show_default=True,
+    help="rows per training batch",
+)
+@options.max_epochs(default=100, show_default=True)
+@options.model_name(required=True)
+@options.zoo_options
+@options.output()
+@click.option("--units", default=None, help="target units, e.g. eV/atom")
+@click.option(
+    "--hidden", type=INT_LIST, default="512,256,128", show_default=True, help="hidden layer widths"
+)
+@click.option(
+    "--dropout",
+    type=click.FloatRange(0, 1, max_open=True),
+    default=0.1,
+    show_default=True,
+    help="dropout probability",
+)
+@click.option("--no-batch-norm", is_flag=True, help="no batch normalization")
+@click.option(
+    "--activation", type=ACTIVATIONS, default="relu", show_default=True, help="activation function"
+)
+@options.loss(default="mae", show_default=True)
+@click.option(
+    "--lr",
+    type=click.FloatRange(min=0, min_open=True),
+    default=1e-3,
+    show_default=True,
+    help="learning rate",
+)
+@click.option(
+    "--weight-decay",
+    type=click.FloatRange(min=0),
+    default=1e-5,
+    show_default=True,
+    help="AdamW weight decay",
+)
+@click.option(
+    "--lr-schedule",
+    "scheduler",
+    type=LR_SCHEDULES,
+    default="plateau",
+    show_default=True,
+    help="learning-rate schedule",
+)
+@click.option(
+    "--patience",
+    type=POSITIVE_INT,
+    default=12,
+    show_default=True,
+    help="early-stopping epochs without improvement",
+)
+@click.option(
+    "--accelerator",
+    type=ACCELERATORS,
+    default="auto",
+    show_default=True,
+    help="Lightning accelerator",
+)
+@click.option(
+    "--devices", type=DEVICES, default="1", show_default=True, help="number of devices, or auto"
+)
+@click.option(
+    "--strategy",
+    type=STRATEGIES,
+    default="auto",
+    show_default=True,
+    help="Lightning strategy (ddp: several devices)",
+)
+@click.option("--no-register", is_flag=True, help="save only, no zoo entry")
+@options.no_progress()
+def train(
+    store,
+    target,
+    name,
+    zoo,
+    artifacts,
+    storage_options,
+    units,
+    no_batch_norm,
+    no_register,
+    no_progress,
+    **params,
+) -> int:
+    """Train a property model on STORE and register it in the zoo as NAME@N.
 
-
-def _devices(text: str) -> int | str:
-    if text == "auto":
-        return text
-    try:
-        value = int(text)
-    except ValueError:
-        raise ConfigError(f"--devices {text!r}: give a number or 'auto'") from None
-    if value < 1:
-        raise ConfigError(f"--devices {value}: give at least 1")
-    return value
-
-
-def train(args: argparse.Namespace) -> int:
+    STORE is a feature store (xenonscale featurize -o ...). Lightning trains on
+    any accelerator and devices (DDP); -o is the folder of the weights
+    (safetensors), card (JSON), learning curve and parity plot (default
+    ./models/NAME). --storage-options apply to the store and the zoo's artifacts.
+    """
     from xenonscale.models.training import train_model
 
-    if args.strategy not in ("auto", "ddp", "ddp_spawn"):
-        raise ConfigError(f"--strategy {args.strategy!r}: use auto, ddp or ddp_spawn")
-    targets = [t.strip() for t in args.target.split(",") if t.strip()]
+    data_options = _data_options(params)
     result = train_model(
-        args.store,
-        targets,
-        name=args.name,
-        zoo=open_zoo(args) if not args.no_register else None,
-        output=args.output,
-        units={t: args.units for t in targets} if args.units else None,
-        hidden=args.hidden,
-        dropout=args.dropout,
-        batch_norm=not args.no_batch_norm,
-        activation=args.activation,
-        loss=args.loss,
-        lr=args.lr,
-        weight_decay=args.weight_decay,
-        scheduler=args.scheduler,
-        batch_size=args.batch_size,
-        max_epochs=args.max_epochs,
-        patience=args.patience,
-        accelerator=args.accelerator,
-        devices=_devices(args.devices),
-        strategy=args.strategy,
-        seed=args.seed,
-        data_options=data_options(args),
-        progress=not args.no_progress,
-        register=not args.no_register,
-        storage_options=parse_storage_options(args.storage_options),
+        store,
+        list(target),
+        name=name,
+        zoo=None if no_register else options.open_zoo(zoo, artifacts, storage_options),
+        units={t: units for t in target} if units else None,
+        batch_norm=not no_batch_norm,
+        data_options=data_options,
+        progress=not no_progress,
+        register=not no_register,
+        storage_options=storage_options,
+        **params,
     )
     metrics = result.metrics.get("val", {})
     shown = ", ".join(f"{k} {v:.4g}" for k, v in metrics.items() if isinstance(v, float))
-    print(f"validation: {shown}")
-    print(f"counts: {result.card['split']['counts']}")
-    print(f"saved: {result.output}" + (f"  registered: {result.ref}" if result.ref else ""))
+    click.echo(f"validation: {shown}")
+    click.echo(f"counts: {result.card['split']['counts']}")
+    click.echo(f"saved: {result.output}" + (f"  registered: {result.ref}" if result.ref else ""))
     return 0
 
 
-def open_zoo(args: argparse.Namespace):
-    """The :class:`~xenonscale.zoo.Zoo` named by ``--zoo``/``--artifacts``/``--storage-options``."""
-    from xenonscale.zoo import Zoo
+@click.command(cls=Command)
+@data_arguments
+@click.option("--trials", type=POSITIVE_INT, required=True, help="new trials to run")
+@click.option(
+    "--storage",
+    required=True,
+    metavar="URL",
+    help="Optuna storage: sqlite:///tune.db or postgresql+psycopg://...",
+)
+@click.option("--study", required=True, help="study name (created if missing)")
+@options.max_epochs(default=30, show_default=True)
+@click.option("--pruner", type=PRUNERS, default="median", show_default=True, help="trial pruner")
+@options.loss(default="mae", show_default=True)
+@options.workers()
+@options.scheduler()
+@options.output()
+@options.register()
+@options.zoo_options
+@options.no_progress()
+def tune(store, target, zoo, artifacts, storage_options, register, no_progress, **params) -> int:
+    """Optuna search over architecture and optimizer, one Dask task per trial.
 
-    options = parse_storage_options(args.storage_options)
-    return Zoo(args.zoo, artifacts=args.artifacts, storage_options=options)
-
-
-def add_tune_parser(sub) -> None:
-    parser = sub.add_parser(
-        "tune",
-        help="Optuna search over architecture and optimizer, trials in parallel on Dask",
-        description="Exactly --trials new trials of --study in --storage (SQLite or "
-        "PostgreSQL URL), one Dask task each; plots of the history and importances.",
-    )
-    add_data_arguments(parser)
-    parser.add_argument("--trials", type=int, required=True, help="new trials to run")
-    parser.add_argument(
-        "--storage", required=True, help="sqlite:///tune.db or postgresql+psycopg://"
-    )
-    parser.add_argument("--study", required=True, help="study name (created if missing)")
-    parser.add_argument("--workers", type=workers, default=None, help="embedded cluster workers")
-    parser.add_argument("--scheduler", default=None, help="Dask scheduler address")
-    parser.add_argument("--pruner", default="median", help="median | hyperband | none")
-    parser.add_argument("--loss", default="mae", help="mae | mse | huber")
-    parser.add_argument("--output", default=None, help="folder for plots and best.json")
-    parser.add_argument("--register", default=None, metavar="NAME",
-                        help="retrain the best trial and register it as NAME")  # fmt: skip
-    add_zoo_arguments(parser)
-    parser.add_argument("--no-progress", action="store_true")
-    parser.set_defaults(handler=tune)
-
-
-def tune(args: argparse.Namespace) -> int:
+    Runs exactly --trials new trials of --study in --storage (SQLite or
+    PostgreSQL); -o is the folder of the history and importance plots and
+    best.json (default ./tune/STUDY). --storage-options apply to the zoo's
+    artifacts (--register); the trials read the store with the environment's
+    credentials.
+    """
     from xenonscale.models.tuning import tune as run_tune
 
+    data_options = _data_options(params)
     result = run_tune(
-        args.store,
-        [t.strip() for t in args.target.split(",") if t.strip()],
-        trials=args.trials,
-        storage=args.storage,
-        study=args.study,
-        workers=args.workers,
-        scheduler=args.scheduler,
-        max_epochs=args.max_epochs,
-        pruner=args.pruner,
-        loss=args.loss,
-        seed=args.seed,
-        data_options=data_options(args),
-        output=args.output,
-        register=args.register,
-        zoo=open_zoo(args) if args.register else None,
-        progress=not args.no_progress,
+        store,
+        list(target),
+        data_options=data_options,
+        register=register,
+        zoo=options.open_zoo(zoo, artifacts, storage_options) if register else None,
+        progress=not no_progress,
+        **params,
     )
-    print(f"study {result.study}: {result.trials} trials {result.states}")
-    print(f"best val MAE {result.best_value:.4g} with {json.dumps(result.best_params)}")
+    click.echo(f"study {result.study}: {result.trials} trials {result.states}")
+    click.echo(f"best val MAE {result.best_value:.4g} with {json.dumps(result.best_params)}")
     for path in result.files.values():
-        print(f"plot: {path}")
+        click.echo(f"plot: {path}")
     if result.ref:
-        print(f"registered: {result.ref}")
+        click.echo(f"registered: {result.ref}")
     return 0
 
 
-def add_retrain_parser(sub) -> None:
-    parser = sub.add_parser(
-        "retrain",
-        help="retrain zoo models whose store changed or that are too old; promote if not worse",
-        description="Idempotent and locked: safe to run from a Kubernetes CronJob.",
-    )
-    add_zoo_arguments(parser)
-    parser.add_argument("--storage-options", default=None, help="fsspec options (JSON)")
-    parser.add_argument("--only", default=None, help="comma list of model names")
-    parser.add_argument("--max-age-days", type=float, default=None, help="age policy")
-    parser.add_argument("--max-epochs", type=int, default=None, help="override the card's")
-    parser.add_argument("--no-progress", action="store_true")
-    parser.set_defaults(handler=retrain)
+@click.command(cls=Command)
+@options.zoo_options
+@options.only()
+@click.option(
+    "--max-age-days",
+    type=click.FloatRange(min=0, min_open=True),
+    default=None,
+    help="retrain models older than this too",
+)
+@options.max_epochs(default=None)
+@options.no_progress()
+def retrain(zoo, artifacts, storage_options, only, max_age_days, max_epochs, no_progress) -> int:
+    """Retrain zoo models whose store changed or that are too old; promote if not worse.
 
-
-def retrain(args: argparse.Namespace) -> int:
+    Idempotent and locked: safe to run from a Kubernetes CronJob. --max-epochs
+    overrides the epochs on each model's card.
+    """
     from xenonscale.zoo.retrain import retrain as run_retrain
 
     report = run_retrain(
-        zoo=open_zoo(args),
-        only=[n.strip() for n in args.only.split(",")] if args.only else None,
-        max_age_days=args.max_age_days,
-        max_epochs=args.max_epochs,
-        progress=not args.no_progress,
+        zoo=options.open_zoo(zoo, artifacts, storage_options),
+        only=list(only) if only else None,
+        max_age_days=max_age_days,
+        max_epochs=max_epochs,
+        progress=not no_progress,
     )
     for row in report:
-        details = ", ".join(f"{k} {v:.4g}" if isinstance(v, float) else f"{k} {v}"
-                            for k, v in row.items() if k not in ("name", "action"))  # fmt: skip
-        print(f"{row['name']}: {row['action']}" + (f" ({details})" if details else ""))
+        details = ", ".join(
+            f"{k} {v:.4g}" if isinstance(v, float) else f"{k} {v}"
+            for k, v in row.items()
+            if k not in ("name", "action")
+        )
+        click.echo(f"{row['name']}: {row['action']}" + (f" ({details})" if details else ""))
     return 0

@@ -8,128 +8,218 @@ Examples
         --cv 5 --seed 18012019 --workers 2 -o transfer/report.json
     xenonscale transfer train.csv --column formula --target gap --sources mp-gap,oqmd-hf \\
         --test test.csv --finetune last --register gap-from-mp -o report.json
-
-``add_parser(sub)`` adds the command and sets ``handler=transfer``.
+    xenonscale transfer dataset:matbench_expt_gap --zoo ./zoo -o report.json
 """
 
 from __future__ import annotations
 
-import argparse
 import json
 from pathlib import Path
 
-import numpy as np
+import click
 
-from xenonscale.cli.args import check_model_ref, read_frame, workers
+from xenonscale.cli import options
+from xenonscale.cli.command import Command
+from xenonscale.cli.inputs import INPUT, MODEL_REF
+from xenonscale.cli.types import POSITIVE_INT, Choice, CommaList
 from xenonscale.errors import ConfigError
-from xenonscale.viz.transfer import parity_figure
 
-__all__ = ["add_parser", "transfer"]
+__all__ = ["transfer"]
 
-
-def add_parser(sub) -> argparse.ArgumentParser:
-    parser = sub.add_parser(
-        "transfer",
-        help="shotgun transfer: rank zoo models on a small dataset, beat (or not) a baseline",
-        description="Scores every compatible zoo model (or --sources) in parallel on Dask by "
-        "K-fold CV MAE of a cheap learner on its frozen features, builds the final predictor "
-        "from the best (or the top --top-k), compares with the same learner on XenonPy "
-        "'classic' descriptors on the same folds, and writes a JSON report + parity plots.",
-    )
-    parser.add_argument("data", help="CSV with an input column and a target column")
-    parser.add_argument("--column", required=True, help="input column (formulas)")
-    parser.add_argument("--target", required=True, help="target column")
-    parser.add_argument("--zoo", default=None, help="zoo folder or catalog URL ($XENONSCALE_ZOO)")
-    parser.add_argument("--artifacts", default=None, help="artifact URL for a catalog URL zoo")
-    parser.add_argument(
-        "--sources", default=None, help="comma list of zoo refs (default: all compatible models)"
-    )
-    parser.add_argument("--kind", default="composition", help="input kind of the sources")
-    parser.add_argument("--cv", type=int, default=5, help="folds of the K-fold CV")
-    parser.add_argument("--test", default=None, help="CSV held out for a test MAE")
-    parser.add_argument("--seed", type=int, default=0, help="KFold random_state and training")
-    parser.add_argument("--learner", default="ridge", help="ridge | krr | gbm")
-    parser.add_argument("--depth", type=int, default=1, help="hidden blocks used (from last)")
-    parser.add_argument(
-        "--features",
-        default="hidden",
-        help="what each source gives the learner: hidden | prediction | descriptors, "
-        "joined with + (e.g. descriptors+prediction)",
-    )
-    parser.add_argument("--top-k", type=int, default=1, help="1: best source; k: average top k")
-    parser.add_argument("--finetune", default=None, help="also score fine-tuning: all|last|none")
-    parser.add_argument("--max-epochs", type=int, default=200, help="fine-tuning epochs")
-    parser.add_argument("--workers", type=workers, default=None, help="embedded cluster workers")
-    parser.add_argument("--scheduler", default=None, help="Dask scheduler address")
-    parser.add_argument(
-        "--register",
-        default=None,
-        metavar="NAME",
-        help="register the final predictor when it is a fine-tuned model",
-    )
-    parser.add_argument("-o", "--output", required=True, help="report JSON path")
-    parser.set_defaults(handler=transfer)
-    return parser
+LEARNERS = Choice("xenonscale.transfer.shotgun:LEARNERS")
+FEATURE_PARTS = Choice("xenonscale.transfer.shotgun:FEATURE_PARTS")
+FREEZE_MODES = Choice("xenonscale.transfer.finetune:FREEZE_MODES")
 
 
-def _read(path: str, column: str, target: str, flag: str = "DATA") -> tuple[list, np.ndarray, int]:
+class ModelRefs(CommaList):
+    """A comma list of zoo references, each checked like ``zoo show REF``."""
+
+    def get_metavar(self, param, ctx=None) -> str:
+        return "REF,..."
+
+    def convert(self, value, param, ctx) -> tuple[str, ...]:
+        refs = super().convert(value, param, ctx)
+        for ref in refs:
+            MODEL_REF.convert(ref, param, ctx)
+        return refs
+
+
+def _read(source, column: str, target: str, flag: str):
+    """``(inputs, y, rows without a finite target)`` of a CSV or Parquet table."""
+    import numpy as np
     import pandas as pd
 
+    from xenonscale.cli.tables import read_frame
+
+    path, _ = source.resolve()
     frame = read_frame(path, flag)
     for name in (column, target):
         if name not in frame.columns:
-            raise ConfigError(f"{path!r} has no column {name!r}; it has {list(frame.columns)}")
+            raise ConfigError(
+                f"{flag} {source.text!r} has no column {name!r}; it has {list(frame.columns)}"
+            )
     y = pd.to_numeric(frame[target], errors="coerce").to_numpy(np.float64)
     keep = np.isfinite(y)
     return frame[column][keep].tolist(), y[keep], int((~keep).sum())
 
 
-def _filled(pred: np.ndarray, fallback: float) -> np.ndarray:
-    pred = np.asarray(pred, np.float64).ravel()
-    return np.where(np.isfinite(pred), pred, fallback)
+def _columns(data, column: str | None, target: tuple[str, ...] | None) -> tuple[str, str]:
+    """The input and target columns: the flags, else the dataset's own."""
+    info = None
+    if data.dataset is not None:
+        from xenonscale import datasets
+
+        info = datasets.info(data.dataset)
+    column = column or (info.input_column if info else None)
+    if target and len(target) > 1:
+        raise ConfigError(f"--target {','.join(target)!r}: transfer takes one target column")
+    name = target[0] if target else (info.target_column if info else None)
+    if not column or not name:
+        missing = "--column" if not column else "--target"
+        raise ConfigError(
+            f"{missing}: name the column of DATA {data.text!r} (no default for a file)"
+        )
+    return column, name
 
 
-def transfer(args: argparse.Namespace) -> int:
+@click.command(cls=Command)
+@options.input_argument("data")
+@options.column()
+@options.target()
+@options.zoo_options
+@click.option(
+    "--sources",
+    type=ModelRefs(),
+    default=None,
+    help="zoo references to score (default: every compatible model)",
+)
+@options.kind(default="composition", show_default=True)
+@click.option(
+    "--cv",
+    type=click.IntRange(min=2),
+    default=5,
+    show_default=True,
+    help="folds of the K-fold cross-validation",
+)
+@click.option(
+    "--test",
+    type=INPUT,
+    default=None,
+    help="table held out for a test MAE (a file or dataset:NAME)",
+)
+@options.seed(default=0, show_default=True)
+@click.option(
+    "--learner",
+    type=LEARNERS,
+    default="ridge",
+    show_default=True,
+    help="the cheap learner on each source's features",
+)
+@click.option(
+    "--depth",
+    type=POSITIVE_INT,
+    default=1,
+    show_default=True,
+    help="hidden blocks used, from the last",
+)
+@click.option(
+    "--features",
+    type=CommaList(FEATURE_PARTS, joiner="+"),
+    default="hidden",
+    show_default=True,
+    help="what each source gives the learner, joined with +",
+)
+@click.option(
+    "--top-k",
+    type=POSITIVE_INT,
+    default=1,
+    show_default=True,
+    help="1: the best source; k: the average of the top k",
+)
+@click.option(
+    "--finetune",
+    type=FREEZE_MODES,
+    default=None,
+    help="also score fine-tuning with this freeze mode",
+)
+@options.max_epochs(default=200, show_default=True)
+@options.workers()
+@options.scheduler()
+@options.register()
+@options.output(required=True)
+def transfer(
+    data,
+    column,
+    target,
+    zoo,
+    artifacts,
+    storage_options,
+    sources,
+    kind,
+    cv,
+    test,
+    seed,
+    learner,
+    depth,
+    features,
+    top_k,
+    finetune,
+    max_epochs,
+    workers,
+    scheduler,
+    register,
+    output,
+) -> int:
+    """Shotgun transfer: rank zoo models on the small dataset DATA against a baseline.
+
+    Scores every compatible zoo model (or --sources) in parallel on Dask by
+    K-fold CV MAE of a cheap learner on its frozen features, builds the final
+    predictor from the best (or the top --top-k), compares with the same
+    learner on XenonPy 'classic' descriptors on the same folds. DATA is a CSV
+    or Parquet table, or dataset:NAME (its input and target columns are the
+    defaults). -o is the report JSON; parity plots are written beside it.
+    --max-epochs are the fine-tuning epochs.
+    """
+    import numpy as np
+
     from xenonscale.transfer.finetune import FineTuned
     from xenonscale.transfer.shotgun import shotgun
-    from xenonscale.zoo import Zoo
+    from xenonscale.viz.transfer import parity_figure
 
-    sources = [s.strip() for s in args.sources.split(",") if s.strip()] if args.sources else None
-    for ref in sources or ():
-        check_model_ref(ref)
-    inputs, y, dropped = _read(args.data, args.column, args.target)
-    if args.test:
-        _read(args.test, args.column, args.target, "--test")  # fail before any work
-    zoo = Zoo(args.zoo, artifacts=args.artifacts)
+    column, target = _columns(data, column, target)
+    inputs, y, dropped = _read(data, column, target, "DATA")
+    if test is not None:
+        _read(test, column, target, "--test")  # fail before any work
+    models = options.open_zoo(zoo, artifacts, storage_options)
     result = shotgun(
         inputs,
         y,
-        zoo=zoo,
-        sources=sources,
-        kind=args.kind,
-        cv=args.cv,
-        seed=args.seed,
-        learner=args.learner,
-        depth=args.depth,
-        features=args.features,
-        top_k=args.top_k,
-        finetune=args.finetune,
-        finetune_options={"max_epochs": args.max_epochs},
-        workers=args.workers,
-        scheduler=args.scheduler,
+        zoo=models,
+        sources=list(sources) if sources else None,
+        kind=kind,
+        cv=cv,
+        seed=seed,
+        learner=learner,
+        depth=depth,
+        features="+".join(features),
+        top_k=top_k,
+        finetune=finetune,
+        finetune_options={"max_epochs": max_epochs},
+        workers=workers,
+        scheduler=scheduler,
     )
-    output = Path(args.output)
+    output = Path(output)
     output.parent.mkdir(parents=True, exist_ok=True)
     stem = output.with_suffix("")
     report = {
-        "data": args.data,
+        "data": data.text,
         "rows": len(y),
         "rows_without_target": dropped,
-        "target": args.target,
-        "cv": args.cv,
-        "seed": args.seed,
+        "target": target,
+        "cv": cv,
+        "seed": seed,
         "folds": "KFold(n_splits=cv, shuffle=True, random_state=seed)",
-        "learner": args.learner,
+        "learner": learner,
         "features": result.details["features"],
         "method": result.method,
         "mae": result.mae,
@@ -145,15 +235,11 @@ def transfer(args: argparse.Namespace) -> int:
     }
     path = Path(f"{stem}_parity_cv.png")
     parity_figure(
-        result.y,
-        result.oof,
-        result.baseline_oof,
-        label=args.target,
-        title=f"{args.cv}-fold CV (out-of-fold)",
+        result.y, result.oof, result.baseline_oof, label=target, title=f"{cv}-fold CV (out-of-fold)"
     ).savefig(path, dpi=110)
     report["plots"]["cv"] = path.name
-    if args.test:
-        test_inputs, test_y, _ = _read(args.test, args.column, args.target, "--test")
+    if test is not None:
+        test_inputs, test_y, _ = _read(test, column, target, "--test")
         fallback = float(result.y.mean())
         pred = _filled(result.predictor.predict(test_inputs), fallback)
         base = _filled(result.baseline.predict(test_inputs), fallback)
@@ -163,16 +249,14 @@ def transfer(args: argparse.Namespace) -> int:
             "baseline_test_mae": float(np.abs(base - test_y).mean()),
         }
         path = Path(f"{stem}_parity_test.png")
-        parity_figure(test_y, pred, base, label=args.target, title="test").savefig(path, dpi=110)
+        parity_figure(test_y, pred, base, label=target, title="test").savefig(path, dpi=110)
         report["plots"]["test"] = path.name
-    if args.register:
+    if register:
         if isinstance(result.predictor, FineTuned):
             metrics = {"cv": {"mae": result.mae}}
             if "test_mae" in report:
                 metrics["test"] = {"mae": report["test_mae"]}
-            ref = zoo.register(
-                args.register, result.predictor.model, result.predictor.card(metrics)
-            )
+            ref = models.register(register, result.predictor.model, result.predictor.card(metrics))
             report["registered"] = str(ref)
         else:
             report["registered"] = None
@@ -182,14 +266,23 @@ def transfer(args: argparse.Namespace) -> int:
                 "it could only be stored by pickling, which xenonscale never does. Use "
                 "--finetune MODE with --top-k 1 to get a registrable fine-tuned model."
             )
-    zoo.close()
+    models.close()
     output.write_text(json.dumps(report, indent=1, default=float))
-    print(f"best: {result.method}  CV MAE {result.mae:.4g}  baseline {result.baseline_mae:.4g}")
+    click.echo(
+        f"best: {result.method}  CV MAE {result.mae:.4g}  baseline {result.baseline_mae:.4g}"
+    )
     if "test_mae" in report:
-        print(f"test MAE {report['test_mae']:.4g}  baseline {report['baseline_test_mae']:.4g}")
+        click.echo(f"test MAE {report['test_mae']:.4g}  baseline {report['baseline_test_mae']:.4g}")
     if report.get("not_registered"):
-        print(f"not registered: {report['not_registered']}")
+        click.echo(f"not registered: {report['not_registered']}")
     elif report.get("registered"):
-        print(f"registered: {report['registered']}")
-    print(f"report: {output}")
+        click.echo(f"registered: {report['registered']}")
+    click.echo(f"report: {output}")
     return 0
+
+
+def _filled(pred, fallback: float):
+    import numpy as np
+
+    pred = np.asarray(pred, np.float64).ravel()
+    return np.where(np.isfinite(pred), pred, fallback)

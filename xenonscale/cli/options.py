@@ -1,0 +1,204 @@
+"""Options shared by the ``xenonscale`` commands, each defined once.
+
+A flag means the same thing, with the same help text and type, in every
+command that takes it (``tests/test_cli_flags.py`` walks the commands to keep
+it so): ``--scheduler`` is always the Dask scheduler address, ``-o/--output``
+is always where the command writes, ``--limit`` always the first N input
+rows, ``--max-epochs`` always the training epochs. Only the default, whether
+the option is required and the Python name it fills may differ: a command
+names the option after the library parameter it fills (``--limit`` fills
+``rows=`` of ``run_demo``), so library messages can be mapped back to the
+flag (:func:`xenonscale.cli.command.flag_names`).
+
+Examples
+--------
+>>> import click
+>>> @click.command()
+... @workers()
+... @scheduler()
+... def job(workers, scheduler):
+...     pass
+>>> [p.opts for p in job.params]
+[['--workers'], ['--scheduler']]
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import click
+
+from xenonscale.cli.inputs import INPUT
+from xenonscale.cli.types import (
+    POSITIVE_INT,
+    STORAGE_OPTIONS,
+    WORKERS,
+    Choice,
+    CommaList,
+)
+
+__all__ = [
+    "KINDS",
+    "LOSSES",
+    "column",
+    "input_argument",
+    "kind",
+    "limit",
+    "loss",
+    "max_epochs",
+    "model_name",
+    "no_progress",
+    "only",
+    "order",
+    "output",
+    "register",
+    "scheduler",
+    "seed",
+    "storage_options",
+    "target",
+    "workers",
+    "zoo_options",
+]
+
+Decorator = Callable[[Callable], Callable]
+
+
+def _kinds() -> list[str]:
+    from xenonscale.featurize.registry import registered
+
+    return list(registered())
+
+
+#: Input kinds with registered featurizers (composition, molecule, structure).
+KINDS = Choice(_kinds)
+#: Training losses of the property models.
+LOSSES = Choice("xenonscale.models.module:LOSSES")
+
+
+def _option(*decls: str, **shared) -> Callable[..., Decorator]:
+    """A factory of one shared option: ``name`` (the Python parameter) and the
+    command-specific ``default``/``required``/``show_default`` may be given."""
+
+    def factory(name: str | None = None, **specific) -> Decorator:
+        allowed = {"default", "required", "show_default"}
+        if set(specific) - allowed:
+            raise TypeError(f"{decls[-1]}: only {sorted(allowed)} differ between commands")
+        return click.option(*decls, *([name] if name else []), **shared, **specific)
+
+    factory.__name__ = decls[-1].lstrip("-").replace("-", "_")
+    factory.__doc__ = f"``{'/'.join(decls)}``: {shared.get('help', '')}"
+    return factory
+
+
+output = _option(
+    "-o",
+    "--output",
+    metavar="PATH",
+    help="where to write the result (a file or folder: the description above says which)",
+)
+workers = _option(
+    "--workers",
+    type=WORKERS,
+    help="worker processes of the embedded Dask cluster (when no --scheduler is given)",
+)
+scheduler = _option(
+    "--scheduler",
+    metavar="ADDRESS",
+    help="Dask scheduler address, e.g. tcp://10.0.0.5:8786 (default: "
+    "$DASK_SCHEDULER_ADDRESS, else an embedded cluster)",
+)
+storage_options = _option(
+    "--storage-options",
+    type=STORAGE_OPTIONS,
+    help="fsspec options (S3 credentials, endpoint) as a JSON object, e.g. '{\"anon\": true}'",
+)
+column = _option(
+    "--column",
+    metavar="NAME",
+    help="input column of the source (default: the dataset's input column, else inferred)",
+)
+limit = _option(
+    "--limit",
+    type=POSITIVE_INT,
+    help="use only the first N rows of the input",
+)
+max_epochs = _option(
+    "--max-epochs",
+    type=POSITIVE_INT,
+    help="most training epochs",
+)
+no_progress = _option(
+    "--no-progress",
+    is_flag=True,
+    help="hide the progress bars",
+)
+kind = _option(
+    "--kind",
+    type=KINDS,
+    is_eager=True,  # before --featurizers, whose names depend on the kind
+    help="what the inputs are",
+)
+seed = _option(
+    "--seed",
+    type=int,
+    help="random seed (the same seed gives the same result)",
+)
+target = _option(
+    "--target",
+    type=CommaList(),
+    help="target property column(s) of the data, comma-separated",
+)
+model_name = _option(
+    "--name",
+    metavar="NAME",
+    help="register the model in the zoo under this name",
+)
+register = _option(
+    "--register",
+    metavar="NAME",
+    help="register the resulting model in the zoo as NAME",
+)
+only = _option(
+    "--only",
+    type=CommaList(),
+    help="only these model names (comma-separated)",
+)
+loss = _option(
+    "--loss",
+    type=LOSSES,
+    help="training loss",
+)
+order = _option(
+    "--order",
+    type=POSITIVE_INT,
+    help="n-gram order: the longest context in tokens",
+)
+_zoo = _option(
+    "--zoo",
+    metavar="LOCATION",
+    help="zoo folder or catalog URL (default: $XENONSCALE_ZOO, else ~/.xenonscale/zoo)",
+)
+_artifacts = _option(
+    "--artifacts",
+    metavar="URL",
+    help="artifacts folder or s3:// URL of a catalog-URL zoo",
+)
+
+
+def zoo_options(command: Callable) -> Callable:
+    """``--zoo``, ``--artifacts`` and ``--storage-options`` (for the artifacts)."""
+    for option in (storage_options(), _artifacts(), _zoo()):
+        command = option(command)
+    return command
+
+
+def input_argument(name: str = "input", *, required: bool = True) -> Decorator:
+    """A positional input: a file, folder, glob, URL or ``dataset:NAME``."""
+    return click.argument(name, type=INPUT, required=required)
+
+
+def open_zoo(zoo: str | None, artifacts: str | None, storage_options: dict | None):
+    """The :class:`~xenonscale.zoo.Zoo` the zoo options name."""
+    from xenonscale.zoo import Zoo
+
+    return Zoo(zoo, artifacts=artifacts, storage_options=storage_options)
