@@ -110,6 +110,20 @@ def test_every_writing_command_takes_output():
             assert {"-o", "--output"} <= flags, path
 
 
+def test_choices_are_the_librarys():
+    """Choices written out in the CLI (for a fast --help) equal the library's lists."""
+    from xenonscale.cli.types import Choice, library_names
+
+    checked = set()
+    for _, command in LEAVES:
+        for param in command.params:
+            for kind in (param.type, getattr(param.type, "item_choice", None)):
+                if isinstance(kind, Choice) and kind.library:
+                    assert kind.choices == library_names(kind.library), kind.library
+                    checked.add(kind.library)
+    assert len(checked) >= 10
+
+
 @pytest.mark.parametrize(("path", "command"), COMMANDS, ids=_ids(COMMANDS))
 def test_help_works(path, command):
     result = CliRunner().invoke(cli, [*path, "--help"])

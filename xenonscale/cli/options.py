@@ -72,7 +72,7 @@ def _kinds() -> list[str]:
 #: Input kinds with registered featurizers (composition, molecule, structure).
 KINDS = Choice(_kinds)
 #: Training losses of the property models.
-LOSSES = Choice("xenonscale.models.module:LOSSES")
+LOSSES = Choice(("mae", "mse", "huber"), library="xenonscale.models.module:LOSSES")
 
 
 def _option(*decls: str, **shared) -> Callable[..., Decorator]:

@@ -25,10 +25,13 @@ from xenonscale.cli.types import DEVICES, INT_LIST, POSITIVE_INT, Choice
 
 __all__ = ["retrain", "train", "tune"]
 
-SPLITS = Choice("xenonscale.models.splits:SPLIT_METHODS")
-OUTLIERS = Choice("xenonscale.models.data:OUTLIER_RULES")
-ACTIVATIONS = Choice("xenonscale.models.backbones:ACTIVATIONS")
-PRUNERS = Choice("xenonscale.models.tuning:PRUNERS")
+SPLITS = Choice(("random", "kfold", "group"), library="xenonscale.models.splits:SPLIT_METHODS")
+OUTLIERS = Choice(("keep", "drop", "clip"), library="xenonscale.models.data:OUTLIER_RULES")
+ACTIVATIONS = Choice(
+    ("relu", "leaky_relu", "elu", "gelu", "silu", "tanh", "softplus"),
+    library="xenonscale.models.backbones:ACTIVATIONS",
+)
+PRUNERS = Choice(("median", "hyperband", "none"), library="xenonscale.models.tuning:PRUNERS")
 LR_SCHEDULES = Choice(["plateau", "cosine", "none"])
 ACCELERATORS = Choice(["auto", "cpu", "gpu", "cuda", "mps"])
 STRATEGIES = Choice(["auto", "ddp", "ddp_spawn"])

@@ -26,9 +26,11 @@ from xenonscale.errors import ConfigError
 
 __all__ = ["transfer"]
 
-LEARNERS = Choice("xenonscale.transfer.shotgun:LEARNERS")
-FEATURE_PARTS = Choice("xenonscale.transfer.shotgun:FEATURE_PARTS")
-FREEZE_MODES = Choice("xenonscale.transfer.finetune:FREEZE_MODES")
+LEARNERS = Choice(("ridge", "krr", "gbm"), library="xenonscale.transfer.shotgun:LEARNERS")
+FEATURE_PARTS = Choice(
+    ("hidden", "prediction", "descriptors"), library="xenonscale.transfer.shotgun:FEATURE_PARTS"
+)
+FREEZE_MODES = Choice(("all", "last", "none"), library="xenonscale.transfer.finetune:FREEZE_MODES")
 
 
 class ModelRefs(CommaList):

@@ -28,7 +28,7 @@ from xenonscale.cli.types import Choice
 
 __all__ = ["zoo"]
 
-PRESETS = Choice("xenonscale.zoo.presets:PRESETS")
+PRESETS = Choice(("mp", "oqmd", "qm9", "all"), library="xenonscale.zoo.presets:PRESETS")
 
 
 @click.group(cls=Group)
