@@ -1,10 +1,15 @@
 """Structure descriptors: xenonscale next to XenonPy 0.6.7 and matminer; then a scale run.
 
-(a) **Per structure, one process.** Real structures of four sources (Perov-5
-    and Carbon-24 CIF columns, Matbench phonons pymatgen dicts, the mirror's
-    ``cifs/``), ``--per-source`` of each (seeded). Every tool featurizes the
-    same pymatgen ``Structure`` objects, parsed beforehand (oxidation states
-    removed: XenonPy's OFM calls ``Element("Na+")`` otherwise and fails):
+(a) **Per structure, one process per tool.** Real structures of four sources
+    (Perov-5 and Carbon-24 CIF columns, Matbench phonons pymatgen dicts, the
+    mirror's ``cifs/``), ``--per-source`` of each (seeded). Every tool
+    featurizes the same structures, parsed beforehand (oxidation states
+    removed: XenonPy's OFM calls ``Element("Na+")`` otherwise and fails). The
+    peers run in their own environment (``.venv-peers``), one long-lived
+    interpreter called through :class:`xenonscale.testing.peers.PeerEnvironment`
+    (``xenonscale/testing/peer_worker.py``); the structures go there as
+    pymatgen dicts and are rebuilt before the clock starts, and their seconds
+    are measured in that process around their own call only:
 
     * XenonPy 0.6.7 ``RadialDistributionFunction`` and ``OrbitalFieldMatrix``,
       ``featurize(structure)`` in a loop (its per-item function: no pandas or
@@ -18,7 +23,8 @@
       StructureProperties and the composition poolings are timed too (no peer).
 
     One untimed warm-up call per case, then ``--repeats`` interleaved rounds
-    (``bench/compositions.py``'s ``measure``); medians. Parity is checked on
+    (``bench/compositions.py``'s ``measure``; a peer case is one peer call with
+    ``repeats=1``, so ours and theirs alternate); medians. Parity is checked on
     the same structures: against XenonPy (RDF, OFM) and matminer's RDF (same
     definition) cell by cell; against matminer's OFM, whose one-hot vectors
     differ for 50 elements (it adds semicore shells) and whose 1/r is in 1/bohr,
@@ -142,26 +148,20 @@ def gzip_text(path: Path) -> str:
 
 
 # ----------------------------------------------------------------- (a) per structure
-def xenonpy_classes(home: Path) -> tuple[Any, Any]:
-    """XenonPy's RDF and OFM (imported under ``home``), the OFM with the configuration shim."""
-    import re
+def peer_case(peers: Any, call: str, cls: str, docs: list[dict], **extra: Any) -> Any:
+    """A peer's featurizer on ``docs`` (pymatgen dicts), once, in the peer environment.
 
-    helpers = bench_module("compositions")
-    helpers.xenonpy_compositions(home)  # imports xenonpy.descriptor under HOME=home
-    import xenonpy.descriptor.structure as module
-    from pymatgen.core import Element
+    Returns ``fn() → (DataFrame, wall s)``, the seconds measured by the peer
+    process around its own call (``repeats=1``: one call per interleaved round).
+    """
+    import pandas as pd
 
-    class OldFormatElement:
-        def __init__(self, name: str) -> None:
-            self._element = Element(name)
+    def call_once() -> tuple[Any, float]:
+        answer = peers.call(call, cls=cls, structures=docs, repeats=1, **extra)
+        frame = pd.DataFrame(np.asarray(answer["array"], dtype=float))
+        return frame, answer["result"]["times"]["wall_s"][0]
 
-        @property
-        def electronic_structure(self) -> str:
-            text = self._element.electronic_structure
-            return re.sub(r"\.(\d)([spdf])(\d+)", r".\1\2<sup>\3</sup>", text)
-
-    module.Element = OldFormatElement
-    return module.RadialDistributionFunction, module.OrbitalFieldMatrix
+    return call_once
 
 
 def rel_diff(ours: np.ndarray, peer: np.ndarray) -> np.ndarray:
@@ -170,15 +170,12 @@ def rel_diff(ours: np.ndarray, peer: np.ndarray) -> np.ndarray:
     return np.abs(ours - peer) / (np.abs(peer) + floor)
 
 
-def per_structure(args: argparse.Namespace, pool: dict[str, list]) -> dict[str, Any]:
+def per_structure(args: argparse.Namespace, pool: dict[str, list], peers: Any) -> dict[str, Any]:
     import warnings
 
-    import pandas as pd
-    from matminer.featurizers.structure.matrix import OrbitalFieldMatrix as MatminerOFM
-    from matminer.featurizers.structure.rdf import RadialDistributionFunction as MatminerRDF
     from pymatgen.core import Structure
 
-    from xenonscale.config import cache_dir
+    from xenonscale import datasets
     from xenonscale.featurize import Compositions
     from xenonscale.featurize.registry import FeaturizerSpec
     from xenonscale.featurize.structures import (
@@ -192,14 +189,11 @@ def per_structure(args: argparse.Namespace, pool: dict[str, list]) -> dict[str, 
 
     helpers = bench_module("compositions")
     Case = helpers.Case
-    home = Path(args.xenonpy_home).expanduser() if args.xenonpy_home else None
-    XRDF, XOFM = xenonpy_classes(home or cache_dir() / "bench-xenonpy-home")
-    mm_rdf, mm_ofm = MatminerRDF(), MatminerOFM()
-    mm_rdf.set_n_jobs(1)
-    mm_ofm.set_n_jobs(1)
-    matminer_ohv = np.array([np.asarray(mm_ofm.ohvs[z]).ravel() for z in range(1, 95)])
+    elements_csv = str(datasets.fetch("xenonpy58"))  # XenonPy's element table (peer side)
+    vectors = peers.call("matminer_ofm_vectors")  # matminer's one-hot vectors, Z = 1…94
+    z = np.asarray(vectors["result"]["z"])
     same_vector = np.zeros(119, dtype=bool)
-    same_vector[1:95] = (matminer_ohv == valence_table()[1:95]).all(axis=1)
+    same_vector[z] = (vectors["array"] == valence_table()[z]).all(axis=1)
     rdf, ofm = RadialDistributionFunction(), OrbitalFieldMatrix()
     union = FeaturizerSpec.parse("structure", "rdf,ofm").build()
     props = StructureProperties()
@@ -212,22 +206,11 @@ def per_structure(args: argparse.Namespace, pool: dict[str, list]) -> dict[str, 
 
         return call
 
-    def peer(fn, inputs):
-        def call():
-            with helpers.quiet_peers(), warnings.catch_warnings():
-                warnings.simplefilter("ignore")
-                return pd.DataFrame(np.array([fn(s) for s in inputs], dtype=float))
+    def xenonpy(cls, docs):
+        return peer_case(peers, "xenonpy_structures", cls, docs, elements_csv=elements_csv)
 
-        return call
-
-    def matminer(featurizer, inputs):
-        def call():
-            with helpers.quiet_peers(), warnings.catch_warnings():
-                warnings.simplefilter("ignore")
-                rows = featurizer.featurize_many(inputs, ignore_errors=True, pbar=False)
-            return pd.DataFrame(np.array(rows, dtype=float))
-
-        return call
+    def matminer(cls, docs):
+        return peer_case(peers, "matminer_structures", cls, docs, ignore_errors=True)
 
     rng = np.random.default_rng(args.seed)
     sources = np.asarray(pool["source"])
@@ -244,14 +227,14 @@ def per_structure(args: argparse.Namespace, pool: dict[str, list]) -> dict[str, 
             ]
         for s in structures:
             s.remove_oxidation_states()
+        docs = [json.loads(s.to_json()) for s in structures]  # what the peers rebuild
         n = len(structures)
         sites = int(sum(len(s) for s in structures))
-        x_rdf, x_ofm = XRDF(n_jobs=1), XOFM(n_jobs=1)
         cases = [
-            Case("XenonPy 0.6.7", "RDF", n, 200, peer(x_rdf.featurize, structures)),
-            Case("XenonPy 0.6.7", "OFM", n, 1024, peer(x_ofm.featurize, structures)),
-            Case("matminer", "RDF", n, 200, matminer(mm_rdf, structures)),
-            Case("matminer", "OFM", n, 1024, matminer(mm_ofm, structures)),
+            Case("XenonPy 0.6.7", "RDF", n, 200, xenonpy("RDF", docs), self_timed=True),
+            Case("XenonPy 0.6.7", "OFM", n, 1024, xenonpy("OFM", docs), self_timed=True),
+            Case("matminer", "RDF", n, 200, matminer("RDF", docs), self_timed=True),
+            Case("matminer", "OFM", n, 1024, matminer("OFM", docs), self_timed=True),
             Case("xenonscale", "RDF", n, 200, ours(rdf, structures)),
             Case("xenonscale", "OFM", n, 1024, ours(ofm, structures)),
             Case("xenonscale", "RDF+OFM from raw (parse in)", n, 1224, ours(union, raw)),
@@ -460,9 +443,12 @@ def report(results: dict[str, Any]) -> None:
     m = results["machine"]
     print(f"\n{results['date']}  {m['cpu']} (nproc {m['cpu_count']}), Python {m['python']}")
     print("  ".join(f"{k} {v}" for k, v in m["versions"].items()))
+    if "peer_versions" in m:
+        peers = "  ".join(f"{k} {v}" for k, v in m["peer_versions"].items())
+        print(f"peer environment (XenonPy and matminer timed there): {peers}")
     per = results.get("per_structure")
     if per:
-        print("\n(a) per structure, one process, median of rounds (µs per structure):")
+        print("\n(a) per structure, one process per tool, median of rounds (µs per structure):")
         for source, v in per["sources"].items():
             print(f"  {source}: {v['structures']} structures, {v['sites']} sites")
             for t in v["timings"]:
@@ -528,7 +514,6 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--no-peers", action="store_true", help="skip (a)")
     parser.add_argument("--keep-store", action="store_true")
     parser.add_argument("--no-progress", action="store_true")
-    parser.add_argument("--xenonpy-home", default=None)
     parser.add_argument("--json", default=None)
     args = parser.parse_args(argv)
     if min(args.per_source, args.repeats, args.workers, args.chunk_rows) < 1:
@@ -541,20 +526,26 @@ def main(argv: Sequence[str] | None = None) -> int:
     print(f"pool: {len(pool['raw']):,} real structures {counts}")
     results: dict[str, Any] = {
         "date": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
-        "machine": helpers.machine(),
+        "machine": None,  # filled in at the end (with the peers' versions when they ran)
         "memory_total": psutil.virtual_memory().total,
         "settings": {k: v for k, v in vars(args).items() if k != "json"},
         "pool": counts,
     }
-    # The scale run first: the peers' imports would otherwise count as client memory.
+    # The scale run first, before the peers' interpreter starts beside the client.
     if args.scale_rows > 0:
         path = resampled_jsonl(pool, args.scale_rows, args.seed, workdir)
         gc.collect()
         print(f"\nscale: {args.scale_rows:,} rows, {args.workers} workers ...")
         results["scale"] = scale_run(args, path, workdir)
-    if not args.no_peers:
-        print("\nper structure (one process):")
-        results["per_structure"] = per_structure(args, pool)
+    if args.no_peers:
+        results["machine"] = helpers.machine()
+    else:
+        from xenonscale.testing.peers import PeerEnvironment
+
+        print("\nper structure (one process per tool; the peers in their own environment):")
+        with PeerEnvironment() as peers:
+            results["per_structure"] = per_structure(args, pool, peers)
+            results["machine"] = helpers.machine(peers=peers)
         results["summary"] = summarize(results["per_structure"])
         scale = results.get("scale")
         if scale and scale["spec"]["names"] == ["rdf", "ofm"]:

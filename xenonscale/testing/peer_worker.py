@@ -223,6 +223,84 @@ def matminer_magpie(args):
     return {"props": table, "folder": str(folder)}, None
 
 
+def xenonpy_molecules_array(args):
+    """XenonPy's ``cls(n_jobs=1, input_type=...).transform(smiles, return_type="array")``.
+
+    What ``bench/molecules.py`` times: ``input_type`` defaults to ``"smiles"``,
+    ``on_errors`` to ``"raise"``, ``kwargs`` go to the class. Only ``transform``
+    is timed; its array comes back as float64 (``shape`` in the result). With
+    ``values`` false no array comes back (timed rounds whose output is unused).
+    """
+    import numpy as np
+    from rdkit import rdBase
+
+    descriptor = _xenonpy(args["elements_csv"])
+    featurizer = getattr(descriptor, args["cls"])(
+        n_jobs=1,
+        input_type=args.get("input_type", "smiles"),
+        on_errors=args.get("on_errors", "raise"),
+        **args.get("kwargs", {}),
+    )
+    smiles = args["smiles"]
+    with rdBase.BlockLogs(), warnings.catch_warnings():  # XenonPy calls deprecated RDKit
+        warnings.simplefilter("ignore")
+        values, times = _timed(
+            lambda: featurizer.transform(smiles, return_type="array"), args.get("repeats", 1)
+        )
+    result = {"times": times, "shape": list(np.shape(values))}
+    return result, np.asarray(values, dtype=np.float64) if args.get("values", True) else None
+
+
+_MATMINER_ALIASES = {"RDF": "RadialDistributionFunction", "OFM": "OrbitalFieldMatrix"}
+
+
+def matminer_structures(args):
+    """A matminer structure featurizer's ``featurize_many`` (one process) on pymatgen dicts.
+
+    ``cls``: a class of ``matminer.featurizers.structure`` (``"RDF"`` and
+    ``"OFM"`` name RadialDistributionFunction and OrbitalFieldMatrix), built
+    as ``cls.from_preset(preset, **kwargs)`` when ``preset`` is given (e.g.
+    SiteStatsFingerprint), else ``cls(**kwargs)``; ``fit`` fits it on the
+    structures first. Oxidation states are removed unless
+    ``remove_oxidation_states`` is false. Only ``featurize_many`` is timed
+    (``ignore_errors`` default true: NaN rows); the labels come back too.
+    """
+    import matminer.featurizers.structure as module
+    import numpy as np
+    from pymatgen.core import Structure
+
+    cls = getattr(module, _MATMINER_ALIASES.get(args["cls"], args["cls"]))
+    kwargs = args.get("kwargs", {})
+    preset = args.get("preset")
+    featurizer = cls.from_preset(preset, **kwargs) if preset else cls(**kwargs)
+    featurizer.set_n_jobs(1)
+    structures = [Structure.from_dict(d) for d in args["structures"]]
+    if args.get("remove_oxidation_states", True):
+        for s in structures:
+            s.remove_oxidation_states()
+    ignore = bool(args.get("ignore_errors", True))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        if args.get("fit"):
+            featurizer.fit(structures)
+        rows, times = _timed(
+            lambda: featurizer.featurize_many(structures, ignore_errors=ignore, pbar=False),
+            args.get("repeats", 1),
+        )
+    result = {"times": times, "labels": [str(x) for x in featurizer.feature_labels()]}
+    return result, np.array(rows, dtype=float)
+
+
+def matminer_ofm_vectors(args):
+    """matminer's OFM one-hot valence vectors, one row per ``z`` (Z = 1…94), flattened."""
+    import numpy as np
+    from matminer.featurizers.structure import OrbitalFieldMatrix
+
+    ohvs = OrbitalFieldMatrix(period_tag=bool(args.get("period_tag", False))).ohvs
+    zs = sorted(int(z) for z in ohvs)
+    return {"z": zs}, np.array([np.asarray(ohvs[z], dtype=float).ravel() for z in zs])
+
+
 CALLS = {
     fn.__name__: fn
     for fn in (
@@ -233,6 +311,9 @@ CALLS = {
         xenonpy_ofm_element,
         matminer_element_property,
         matminer_magpie,
+        xenonpy_molecules_array,
+        matminer_structures,
+        matminer_ofm_vectors,
     )
 }
 
