@@ -28,10 +28,10 @@ with ``--rows 1000000,10000000``):
    samples, ``ok`` count + error-table rows == ``N``, and ``--check-rows``
    rows (first, last, random) equal the in-memory featurizer bit for bit
    (float32 as stored), with the same ``input`` and ``target``.
-5. **Peers.** After the engine runs (so that their imports do not inflate the
-   client's RSS): XenonPy 0.6.7 and matminer per composition on
-   ``--peer-rows`` of the same formulas, one process, timed with
-   ``bench/compositions.py``'s helpers (its warm-up + interleaved rounds).
+5. **Peers.** After the engine runs: XenonPy 0.6.7 and matminer per
+   composition on ``--peer-rows`` of the same formulas, in their own
+   environment (one process, ``xenonscale.testing.peers``), timed there with
+   ``bench/compositions.py``'s warm-up + interleaved rounds.
    The fair ratio is xenonscale end-to-end rows/s on ``W`` workers ÷ (peer
    compositions/s on one core × ``W``): the same cores on both sides. The raw
    ratio (÷ one core) is printed too. matminer's figure is its Magpie
@@ -412,29 +412,27 @@ def verify_store(
 
 # ----------------------------------------------------------------------- peers
 def run_peers(args: argparse.Namespace, pool: Pool) -> dict[str, Any]:
-    """XenonPy and matminer per composition (one process) on the first ``--peer-rows`` rows."""
-    from matminer.featurizers.composition import ElementProperty
-    from pymatgen.core import Composition
+    """XenonPy and matminer per composition (one process, their own environment).
 
-    from xenonscale.config import cache_dir
+    They run on the first ``--peer-rows`` rows in the peer environment
+    (``xenonscale.testing.peers``), timed there around their own call.
+    """
     from xenonscale.featurize import Compositions, ElementStatistics
+    from xenonscale.testing.peers import PeerEnvironment
 
     helpers = peer_bench()
     sample = pool.formulas[pool.block_indices(args.seed, 0, args.peer_rows)].tolist()
     big = pool.formulas[pool.block_indices(args.seed, 0, args.inmemory_rows)].tolist()
-    home = Path(args.xenonpy_home).expanduser() if args.xenonpy_home else None
-    xpy = helpers.xenonpy_compositions(home or cache_dir() / "bench-xenonpy-home")
-    ep = ElementProperty.from_preset("magpie")
-    ep.set_n_jobs(1)
+    peers = PeerEnvironment()
     pooling = Compositions(elements="xenonpy58", featurizers="pooling")
     stats = ElementStatistics()
     Case = helpers.Case
     n = len(sample)
     cases = [
         Case("XenonPy 0.6.7", "from strings (pymatgen+XenonPy)", n, 406,
-             lambda: helpers.run_xenonpy(xpy, [Composition(f).as_dict() for f in sample])),
+             lambda: helpers.run_xenonpy(peers, sample, parse=True), self_timed=True),
         Case("matminer ElementProperty", "from strings (pymatgen+matminer)", n, 132,
-             lambda: helpers.run_matminer(ep, [Composition(f) for f in sample])),
+             lambda: helpers.run_matminer(peers, sample, prebuilt=False), self_timed=True),
         Case("xenonscale Compositions", "in memory, from strings", n, 406,
              lambda: pooling.featurize_batch(sample)),
         Case("xenonscale Compositions", "in memory, from strings", len(big), 406,
@@ -447,7 +445,10 @@ def run_peers(args: argparse.Namespace, pool: Pool) -> dict[str, Any]:
         f"1 warm-up + {args.peer_repeats} interleaved rounds ..."
     )
     load_before = os.getloadavg()
-    timings, outputs = helpers.measure(cases, args.peer_repeats)
+    try:
+        timings, outputs = helpers.measure(cases, args.peer_repeats)
+    finally:
+        peers.close()
     parity = [
         helpers.compare("XenonPy", outputs[2].values, pooling.labels, outputs[0], sample),
         helpers.compare("matminer", outputs[4].values, stats.labels, outputs[1], sample),
@@ -634,7 +635,6 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--no-peers", action="store_true", help="skip XenonPy/matminer")
     parser.add_argument("--keep-stores", action="store_true", help="keep the Zarr stores")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
-    parser.add_argument("--xenonpy-home", default=None, help="HOME used to import XenonPy")
     parser.add_argument(
         "--dask-config",
         action="append",

@@ -18,6 +18,7 @@ CPU seconds per repeat, measured here, around the peer's own call only.
 
 from __future__ import annotations
 
+import gc
 import json
 import os
 import re
@@ -34,6 +35,7 @@ def _timed(fn, repeats):
     """``fn()``'s last result, with wall and CPU seconds of each of ``repeats`` calls."""
     wall, cpu, result = [], [], None
     for _ in range(max(1, int(repeats))):
+        gc.collect()  # as the bench does before each of ours
         w0, c0 = time.perf_counter(), time.process_time()
         result = fn()
         wall.append(time.perf_counter() - w0)

@@ -116,8 +116,10 @@ class PeerEnvironment:
         found: dict[str, Any] = {"result": answer["result"]}
         if "frame" in answer:
             found["frame"] = pd.read_parquet(answer["frame"])
+            os.unlink(answer["frame"])  # read whole: a long session keeps no exchange files
         if "array" in answer:
             found["array"] = np.load(answer["array"], allow_pickle=False)
+            os.unlink(answer["array"])
         return found
 
     def close(self) -> None:
