@@ -14,8 +14,8 @@ Presets
 Examples
 --------
 >>> from xenonscale.elements import load_table
->>> table = load_table("xenonpy58")  # doctest: +SKIP
->>> table.value("Fe", "atomic_number")  # doctest: +SKIP
+>>> table = load_table("xenonpy58")  # doctest: +REQUIRES_DATA
+>>> table.value("Fe", "atomic_number")
 26.0
 """
 
