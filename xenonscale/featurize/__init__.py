@@ -7,7 +7,7 @@ molecules (RDKit fingerprints and descriptors; Mordred behind an extra).
 Examples
 --------
 >>> from xenonscale.featurize import Compositions
->>> Compositions(elements="xenonpy58").transform(["Fe2O3"]).shape  # doctest: +SKIP
+>>> Compositions(elements="xenonpy58").transform(["Fe2O3"]).shape  # doctest: +REQUIRES_DATA
 (1, 290)
 >>> from xenonscale.featurize import ECFP, RadialDistributionFunction
 >>> len(ECFP().labels), len(RadialDistributionFunction().labels)

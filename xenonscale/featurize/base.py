@@ -15,8 +15,8 @@ returns a DataFrame, ``errors_`` lists failed rows).
 Examples
 --------
 >>> from xenonscale.featurize import Compositions
->>> frame = Compositions(elements="xenonpy58").transform(["Fe2O3"])  # doctest: +SKIP
->>> frame.shape  # doctest: +SKIP
+>>> frame = Compositions(elements="xenonpy58").transform(["Fe2O3"])  # doctest: +REQUIRES_DATA
+>>> frame.shape
 (1, 290)
 """
 

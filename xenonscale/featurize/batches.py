@@ -10,8 +10,8 @@ Examples
 >>> from xenonscale.featurize.batches import featurize_in_batches
 >>> result = featurize_in_batches(
 ...     Compositions(elements="xenonpy58"), ["Fe2O3", "Xx"], progress=False
-... )  # doctest: +SKIP
->>> result.values.shape, len(result.errors)  # doctest: +SKIP
+... )  # doctest: +REQUIRES_DATA
+>>> result.values.shape, len(result.errors)
 ((2, 290), 1)
 """
 

@@ -17,7 +17,7 @@ Examples
 >>> spec = FeaturizerSpec.parse("composition", "classic,magpie", elements="xenonpy58")
 >>> spec.names
 ('classic', 'magpie')
->>> len(spec.build().labels)  # doctest: +SKIP
+>>> len(spec.build().labels)  # doctest: +REQUIRES_DATA
 422
 """
 
@@ -202,7 +202,7 @@ class FeatureUnion(BatchTransformer):
     Examples
     --------
     >>> parts = [Compositions(featurizers="classic"), ElementStatistics()]
-    >>> FeatureUnion(parts).labels[-1]  # doctest: +SKIP
+    >>> FeatureUnion(parts).labels[-1]  # doctest: +REQUIRES_DATA
     'MagpieData mode SpaceGroupNumber'
     """
 

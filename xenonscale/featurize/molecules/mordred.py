@@ -12,8 +12,8 @@ small and medium sets.
 Examples
 --------
 >>> from xenonscale.featurize.molecules import MordredDescriptors
->>> frame = MordredDescriptors().transform(["CCO"])  # doctest: +SKIP
->>> frame.shape  # doctest: +SKIP
+>>> frame = MordredDescriptors().transform(["CCO"])
+>>> frame.shape
 (1, 1613)
 """
 
@@ -66,7 +66,7 @@ class MordredDescriptors(MoleculeFeaturizer):
 
     Examples
     --------
-    >>> MordredDescriptors().labels[:3]  # doctest: +SKIP
+    >>> MordredDescriptors().labels[:3]
     ['ABC', 'ABCGG', 'nAcid']
     """
 

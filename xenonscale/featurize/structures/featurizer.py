@@ -8,7 +8,7 @@ featurize (e.g. a disordered structure for the RDF); those rows become NaN.
 Examples
 --------
 >>> from xenonscale.featurize.structures import RadialDistributionFunction
->>> RadialDistributionFunction().featurize_batch([None]).errors[0].reason  # doctest: +SKIP
+>>> RadialDistributionFunction().featurize_batch([None]).errors[0].reason
 'empty input (None/NaN)'
 """
 

@@ -100,7 +100,10 @@ class OrbitalFieldMatrix(StructureFeaturizer):
 
     Examples
     --------
-    >>> OrbitalFieldMatrix().transform([structure]).loc[0, "p2_s2"]  # doctest: +SKIP
+    >>> from pymatgen.core import Lattice, Structure
+    >>> structure = Structure(Lattice.cubic(2.87), ["Fe", "Fe"], [[0, 0, 0], [0.5, 0.5, 0.5]])
+    >>> round(float(OrbitalFieldMatrix().transform([structure]).loc[0, "d6_d6"]), 3)
+    3.972
     """
 
     citations = (OFM_CITATION,)

@@ -36,8 +36,8 @@ Examples
 >>> from xenonscale.featurize.structures.parse import parse_structures
 >>> poscar = "Si\\n1.0\\n0 2.7 2.7\\n2.7 0 2.7\\n2.7 2.7 0\\nSi\\n2\\ndirect\\n"
 >>> poscar += "0 0 0\\n0.25 0.25 0.25\\n"
->>> batch = parse_structures([poscar, None, "not a structure"])  # doctest: +SKIP
->>> batch.ok.tolist(), batch.n_sites.tolist()  # doctest: +SKIP
+>>> batch = parse_structures([poscar, None, "not a structure"])
+>>> batch.ok.tolist(), batch.n_sites.tolist()
 ([True, False, False], [2, 0, 0])
 """
 

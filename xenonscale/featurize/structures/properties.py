@@ -124,7 +124,11 @@ class StructureProperties(StructureFeaturizer):
 
     Examples
     --------
-    >>> StructureProperties().transform([structure])  # doctest: +SKIP
+    >>> from pymatgen.core import Lattice, Structure
+    >>> structure = Structure(Lattice.cubic(2.87), ["Fe", "Fe"], [[0, 0, 0], [0.5, 0.5, 0.5]])
+    >>> frame = StructureProperties().transform([structure])
+    >>> frame.loc[0, ["density", "volume_per_atom"]].round(3).tolist()
+    [7.845, 11.82]
     """
 
     citations = (SPGLIB_CITATION,)
