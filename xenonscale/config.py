@@ -8,8 +8,10 @@
 
 Examples
 --------
+>>> import tempfile
+>>> from pathlib import Path
 >>> from xenonscale.config import cache_dir
->>> cache_dir("/tmp/xs-cache").name
+>>> cache_dir(Path(tempfile.mkdtemp()) / "xs-cache").name  # created when missing
 'xs-cache'
 """
 

@@ -20,8 +20,8 @@ Examples
 >>> info = datasets.info("matbench_expt_gap")
 >>> info.path, info.rows, info.input_column, info.target_column
 ('compositions/matbench_expt_gap.csv', 4604, 'formula', 'target')
->>> frame = datasets.load("matbench_expt_gap")  # doctest: +SKIP
->>> frame.shape  # doctest: +SKIP
+>>> frame = datasets.load("matbench_expt_gap")  # doctest: +REQUIRES_DATA
+>>> frame.shape
 (4604, 2)
 
 Cite the original publishers (``info(name).citation``) when reporting results.

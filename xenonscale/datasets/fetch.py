@@ -15,8 +15,8 @@ keyed by (absolute path, size, mtime), so a large mirror file is hashed once.
 Examples
 --------
 >>> from xenonscale.datasets import fetch, load
->>> path = fetch("matbench_steels_yield")  # doctest: +SKIP
->>> load("matbench_steels_yield").shape  # doctest: +SKIP
+>>> path = fetch("matbench_steels_yield")  # doctest: +REQUIRES_DATA
+>>> load("matbench_steels_yield").shape
 (312, 2)
 """
 
@@ -96,7 +96,9 @@ def fetch(
 
     Examples
     --------
-    >>> fetch("esol", data_dir="../shared/data").name  # doctest: +SKIP
+    With ``download=False`` only the mirror and the cache are looked at:
+
+    >>> fetch("esol", download=False).name  # doctest: +REQUIRES_DATA
     'esol.csv'
     """
     dataset = get(name)
@@ -135,7 +137,7 @@ def load(
 
     Examples
     --------
-    >>> load("matbench_expt_gap").columns.tolist()  # doctest: +SKIP
+    >>> load("matbench_expt_gap").columns.tolist()  # doctest: +REQUIRES_DATA
     ['formula', 'target']
     """
     dataset = get(name)

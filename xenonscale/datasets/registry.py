@@ -331,9 +331,15 @@ def register(dataset: Dataset, *, overwrite: bool = False) -> Dataset:
     Examples
     --------
     >>> from dataclasses import replace
+    >>> register(replace(get("esol"), description="ESOL, our copy"))
+    Traceback (most recent call last):
+    ...
+    xenonscale.errors.ConfigError: dataset 'esol' is already registered; pass overwrite=True ...
     >>> mine = replace(get("esol"), name="my_esol")
     >>> register(mine).name  # doctest: +SKIP
     'my_esol'
+
+    (The last example is not run by the tests: it changes the process-wide catalogue.)
     """
     if dataset.name in _DATASETS and not overwrite:
         raise ConfigError(
