@@ -444,8 +444,8 @@ def test_cli_design_end_to_end_with_plots(tmp_path, dask_client, iqspr, capsys):
     iqspr.iloc[:300].to_csv(data, index=False)
     out = tmp_path / "out" / "run.parquet"
     argv = [
-        "design", "--data", str(data), "--smiles-column", "SMILES",
-        "--target", "E=0:200", "--target", "HOMO-LUMO gap=:3",
+        "design", str(data), "--column", "SMILES",
+        "--target-range", "E=0:200", "--target-range", "HOMO-LUMO gap=:3",
         "--samples", "6", "--steps", "3", "--chains", "2", "--order", "4", "--seed", "1",
         "--scheduler", dask_client.scheduler.address, "--no-progress", "-o", str(out),
     ]  # fmt: skip
@@ -477,7 +477,7 @@ def test_cli_designs_polymers_with_their_two_ends(tmp_path, dask_client, data_di
     polymers[["smiles", "bandgap"]].to_csv(data, index=False)
     out = tmp_path / "poly.parquet"
     argv = [
-        "design", "--data", str(data), "--smiles-column", "smiles", "--target", "bandgap=6:",
+        "design", str(data), "--column", "smiles", "--target-range", "bandgap=6:",
         "--samples", "8", "--steps", "4", "--chains", "2", "--order", "6", "--seed", "2",
         "--scheduler", dask_client.scheduler.address, "--no-progress", "--no-plots",
         "-o", str(out),
@@ -498,10 +498,10 @@ def test_cli_design_bad_target_names_it(tmp_path, iqspr, capsys):
 
     data = tmp_path / "data.csv"
     iqspr.iloc[:20].to_csv(data, index=False)
-    argv = ["design", "--data", str(data), "--smiles-column", "SMILES", "-o", "x.parquet"]
-    assert main([*argv, "--target", "E=5:1"]) == 2
+    argv = ["design", str(data), "--column", "SMILES", "-o", "x.parquet"]
+    assert main([*argv, "--target-range", "E=5:1"]) == 2
     assert "'E=5:1'" in capsys.readouterr().err
-    assert main([*argv, "--target", "dipole=0:1"]) == 2
+    assert main([*argv, "--target-range", "dipole=0:1"]) == 2
     assert "dipole" in capsys.readouterr().err
 
 

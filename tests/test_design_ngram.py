@@ -368,7 +368,7 @@ def test_cli_train_info_sample_propose(tmp_path, molecules, capsys):
         data, index=False
     )
     out = tmp_path / "polymers.ngram"
-    assert main(["ngram", "train", str(data), "-o", str(out), "--order", "6", "--workers", "0",
+    assert main(["ngram", "train", str(data), "-o", str(out), "--order", "6", "--in-process",
                  "--augment", "2", "--no-progress"]) == 0  # fmt: skip
     assert "300 SMILES" in capsys.readouterr().out
     assert NGram.load(out).provenance["column"] == "smiles"
@@ -386,10 +386,9 @@ def test_cli_bad_arguments_exit_2_with_a_message(tmp_path, capsys):
     data = tmp_path / "x.csv"
     data.write_text("smiles\nCCO\nCCN\n")
     out = str(tmp_path / "x.ngram")
-    assert main(["ngram", "train", str(data), "-o", out, "--order", "0", "--workers", "0"]) == 2
-    assert "order=0" in capsys.readouterr().err
-    assert main(["ngram", "train", str(data), "-o", out, "--column", "nope", "--workers",
-                 "0"]) == 2  # fmt: skip
+    assert main(["ngram", "train", str(data), "-o", out, "--order", "0", "--in-process"]) == 2
+    assert "--order: 0" in capsys.readouterr().err
+    assert main(["ngram", "train", str(data), "-o", out, "--column", "nope", "--in-process"]) == 2
     assert "nope" in capsys.readouterr().err
     assert main(["ngram", "info", str(tmp_path)]) == 2
     assert "not an n-gram directory" in capsys.readouterr().err

@@ -67,8 +67,8 @@ def test_retrain_is_idempotent_and_promotes_only_when_not_worse(tmp_path, data_d
 @pytest.mark.timeout(600)
 def test_zoo_build_preset_registers_and_promotes_the_library(tmp_path, capsys):
     zoo = str(tmp_path / "zoo")
-    argv = ["zoo", "build", "--preset", "mp", "--rows", "2000", "--max-epochs", "2",
-            "--workdir", str(tmp_path / "work"), "--zoo", zoo, "--workers", "2",
+    argv = ["zoo", "build", "--preset", "mp", "--limit", "2000", "--max-epochs", "2",
+            "-o", str(tmp_path / "work"), "--zoo", zoo, "--workers", "2",
             "--no-progress"]  # fmt: skip
     assert main(argv) == 0
     listing = Zoo(zoo).list()

@@ -297,17 +297,14 @@ def test_shotgun_feature_augmentation(tiny_zoo, expt_gap, dask_client):
 
 
 def test_transfer_cli_end_to_end(tiny_zoo, expt_gap, dask_client, tmp_path):
-    import argparse
     import json
 
-    from xenonscale.cli import transfer as cli
+    from xenonscale.cli.main import main
 
     expt_gap.iloc[:400].to_csv(tmp_path / "train.csv", index=False)
     expt_gap.iloc[400:500].to_csv(tmp_path / "test.csv", index=False)
-    parser = argparse.ArgumentParser(prog="xenonscale")
-    cli.add_parser(parser.add_subparsers(dest="command"))
     report = tmp_path / "out" / "report.json"
-    args = parser.parse_args(
+    status = main(
         [
             "transfer",
             str(tmp_path / "train.csv"),
@@ -331,7 +328,7 @@ def test_transfer_cli_end_to_end(tiny_zoo, expt_gap, dask_client, tmp_path):
             str(report),
         ]
     )
-    assert args.handler(args) == 0
+    assert status == 0
     body = json.loads(report.read_text())
     for key in ("mae", "baseline_mae", "test_mae", "baseline_test_mae", "sources", "method"):
         assert key in body, key

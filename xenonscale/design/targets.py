@@ -1,6 +1,6 @@
 """Target regions of inverse design: one ``low < property < high`` range per property.
 
-A target is written ``NAME=LOW:HIGH`` (the CLI's ``--target``). Either end may
+A target is written ``NAME=LOW:HIGH`` (the CLI's ``--target-range``). Either end may
 be left out for an open range: ``E=0:200``, ``HOMO-LUMO gap=:3`` (below 3),
 ``x=1.5:`` (above 1.5). The name is everything before the *last* ``=``, so it
 may hold spaces, dashes and other punctuation; surrounding blanks are
@@ -122,7 +122,9 @@ def parse_targets(items: Iterable[str | Target]) -> list[Target]:
         items = [items]
     targets = [item if isinstance(item, Target) else parse_target(item) for item in items]
     if not targets:
-        raise ConfigError("no target given: pass at least one, e.g. --target 'E=0:200'")
+        raise ConfigError(
+            "no target given: pass at least one, e.g. 'E=0:200' (--target-range on the CLI)"
+        )
     names = [t.name for t in targets]
     repeated = sorted({n for n in names if names.count(n) > 1})
     if repeated:
