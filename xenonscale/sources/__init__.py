@@ -22,12 +22,15 @@ URLs are fsspec URLs: plain paths, ``file://``, ``s3://bucket/key`` with
 
 Examples
 --------
+>>> from xenonscale.datasets import fetch
 >>> from xenonscale.sources import open_source
->>> source = open_source("oqmd.csv.gz")  # doctest: +SKIP
->>> source.column, source.kind  # doctest: +SKIP
+>>> source = open_source(str(fetch("matbench_expt_gap")))  # doctest: +REQUIRES_DATA
+>>> source.column, source.kind
 ('formula', 'composition')
->>> total, partitions = source.plan(rows_per_partition=50_000)  # doctest: +SKIP
->>> source.read(partitions[0]).columns.tolist()  # doctest: +SKIP
+>>> total, partitions = source.plan(rows_per_partition=1_000)
+>>> total, len(partitions)
+(4604, 5)
+>>> source.read(partitions[0]).columns.tolist()
 ['row', 'id', 'input', 'target']
 """
 

@@ -19,10 +19,17 @@ Every record gets exactly one row number: its 0-based position in the source
 
 Examples
 --------
->>> from xenonscale.sources import open_source  # doctest: +SKIP
->>> source = open_source("compositions.csv.gz", column="formula")  # doctest: +SKIP
->>> total, partitions = source.plan(rows_per_partition=50_000)  # doctest: +SKIP
->>> frame = source.read(partitions[0])  # doctest: +SKIP
+>>> import tempfile
+>>> from pathlib import Path
+>>> path = Path(tempfile.mkdtemp()) / "formulas.csv"
+>>> _ = path.write_text("formula,target\\nFe2O3,1.5\\nNaCl,2.0\\nSiO2,8.9\\n")
+>>> from xenonscale.sources import open_source
+>>> source = open_source(str(path), column="formula")
+>>> total, partitions = source.plan(rows_per_partition=2)
+>>> total, [(p.start, p.stop) for p in partitions]
+(3, [(0, 2), (2, 3)])
+>>> source.read(partitions[1]).to_dict("records")
+[{'row': 2, 'id': '2', 'input': 'SiO2', 'target': 8.9}]
 """
 
 from __future__ import annotations

@@ -15,10 +15,14 @@ An unterminated quote runs to the next closing quote (CSV semantics).
 
 Examples
 --------
+>>> import tempfile
+>>> from pathlib import Path
+>>> path = Path(tempfile.mkdtemp()) / "formulas.csv"
+>>> _ = path.write_text("formula,target\\nFe2O3,1.5\\nNaCl,2.0\\nSiO2,8.9\\n")
 >>> from xenonscale.sources.delimited import DelimitedSource
->>> source = DelimitedSource("formulas.csv", column="formula")  # doctest: +SKIP
->>> total, partitions = source.plan(50_000)  # doctest: +SKIP
->>> source.read(partitions[0]).columns.tolist()  # doctest: +SKIP
+>>> source = DelimitedSource(str(path), column="formula")
+>>> total, partitions = source.plan(50_000)
+>>> source.read(partitions[0]).columns.tolist()
 ['row', 'id', 'input', 'target']
 """
 

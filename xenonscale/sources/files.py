@@ -7,9 +7,12 @@ partition's locator lists its files, so workers read exactly those.
 
 Examples
 --------
+>>> from xenonscale.config import data_dir
 >>> from xenonscale.sources.files import FileSetSource
->>> source = FileSetSource("structures/cifs", format="cif")  # doctest: +SKIP
->>> source.read(source.plan(100)[1][0])[["id", "input"]].head(1)  # doctest: +SKIP
+>>> folder = data_dir() / "structures" / "cifs"  # doctest: +REQUIRES_DATA
+>>> source = FileSetSource(str(folder), format="cif")
+>>> source.read(source.plan(100)[1][0])["id"].head(2).tolist()
+['1000041', '1000050']
 """
 
 from __future__ import annotations

@@ -14,9 +14,10 @@ JSON Lines (the plan parses everything); for tens of GB, convert to JSONL.
 
 Examples
 --------
+>>> from xenonscale.datasets import fetch
 >>> from xenonscale.sources.jsondocs import open_json
->>> source = open_json("matbench_phonons.json.gz")  # doctest: +SKIP
->>> source.column, source.kind  # doctest: +SKIP
+>>> source = open_json(str(fetch("matbench_phonons")))  # doctest: +REQUIRES_DATA
+>>> source.column, source.kind
 ('structure', 'structure')
 """
 

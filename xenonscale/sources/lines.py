@@ -6,11 +6,16 @@ hundreds of MB/s). A JSON line that does not parse, or is not an object, gives
 
 Examples
 --------
+>>> import tempfile
+>>> from pathlib import Path
+>>> from xenonscale.datasets import fetch
 >>> from xenonscale.sources.lines import JsonLinesSource, SmilesSource
->>> docs = JsonLinesSource("mp_docs.jsonl")  # doctest: +SKIP
->>> docs.column, docs.id_column, docs.kind  # doctest: +SKIP
+>>> path = Path(tempfile.mkdtemp()) / "mp_docs.jsonl"
+>>> _ = path.write_text('{"material_id": "mp-149", "structure": {}, "band_gap": 0.6}\\n')
+>>> docs = JsonLinesSource(str(path))
+>>> docs.column, docs.id_column, docs.kind
 ('structure', 'material_id', 'structure')
->>> SmilesSource("nci_first_5k.smi").plan(1000)[0]  # doctest: +SKIP
+>>> SmilesSource(str(fetch("nci_first_5k"))).plan(1000)[0]  # doctest: +REQUIRES_DATA
 4999
 """
 

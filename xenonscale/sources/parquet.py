@@ -6,9 +6,16 @@ the row groups that hold its rows and how many rows of the first one to skip;
 
 Examples
 --------
+>>> import tempfile
+>>> from pathlib import Path
+>>> import pandas as pd
 >>> from xenonscale.sources.parquet import ParquetSource
->>> source = ParquetSource("formulas.parquet", column="formula")  # doctest: +SKIP
->>> total, partitions = source.plan(50_000)  # doctest: +SKIP
+>>> path = Path(tempfile.mkdtemp()) / "formulas.parquet"
+>>> pd.DataFrame({"formula": ["Fe2O3", "NaCl"], "target": [1.5, 2.0]}).to_parquet(path)
+>>> source = ParquetSource(str(path), column="formula")
+>>> total, partitions = source.plan(50_000)
+>>> source.read(partitions[0])["input"].tolist()
+['Fe2O3', 'NaCl']
 """
 
 from __future__ import annotations

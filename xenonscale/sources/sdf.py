@@ -8,9 +8,19 @@ items (``> <NAME>``) of the first record.
 
 Examples
 --------
+>>> import tempfile
+>>> from pathlib import Path
+>>> from rdkit import Chem
 >>> from xenonscale.sources.sdf import SdfSource
->>> source = SdfSource("molecules.sdf")  # doctest: +SKIP
->>> source.read(source.plan(100)[1][0])[["id", "input"]].head(1)  # doctest: +SKIP
+>>> path = Path(tempfile.mkdtemp()) / "molecules.sdf"
+>>> with Chem.SDWriter(str(path)) as writer:
+...     for smiles, name in [("CCO", "ethanol"), ("c1ccccc1", "benzene")]:
+...         molecule = Chem.MolFromSmiles(smiles)
+...         molecule.SetProp("_Name", name)
+...         writer.write(molecule)
+>>> source = SdfSource(str(path))
+>>> source.read(source.plan(100)[1][0])["id"].tolist()
+['ethanol', 'benzene']
 """
 
 from __future__ import annotations
