@@ -2,7 +2,7 @@
 
 Examples
 --------
->>> from xenonscale.engine import featurize_to_store  # doctest: +SKIP
+>>> from xenonscale.engine import featurize_to_store
 """
 
 from xenonscale.engine.run import JobSummary, check_output, featurize_to_store

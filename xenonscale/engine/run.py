@@ -10,12 +10,24 @@ finished partitions (resume); a different spec is refused unless
 
 Examples
 --------
+Without ``client=`` a job starts an embedded cluster of worker processes; here
+a small in-process one (threads) does:
+
+>>> import tempfile
+>>> from pathlib import Path
+>>> from distributed import Client
 >>> from xenonscale.engine import featurize_to_store
->>> from xenonscale.featurize.registry import FeaturizerSpec, element_tables
->>> summary = featurize_to_store(
-...     "formulas.csv", "out.zarr", FeaturizerSpec.parse("composition", "classic"),
-...     column="formula",
-... )  # doctest: +SKIP
+>>> from xenonscale.featurize.registry import FeaturizerSpec
+>>> folder = Path(tempfile.mkdtemp())
+>>> _ = (folder / "formulas.csv").write_text("formula,target\\nFe2O3,1.5\\nNaCl,2.0\\nXx2,0\\n")
+>>> with Client(processes=False, n_workers=1, dashboard_address=None) as client:
+...     summary = featurize_to_store(
+...         str(folder / "formulas.csv"), str(folder / "out.zarr"),
+...         FeaturizerSpec.parse("composition", "classic"),
+...         column="formula", client=client, progress=False,
+...     )
+>>> summary.rows, summary.featurized, summary.errors
+(3, 2, 1)
 """
 
 from __future__ import annotations

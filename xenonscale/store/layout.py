@@ -17,6 +17,8 @@ Any Zarr/xarray reader can open it: ``xarray.open_zarr(STORE)``.
 
 Examples
 --------
+A store the engine wrote (:mod:`xenonscale.store` makes one in its runnable example):
+
 >>> import xenonscale
 >>> ds = xenonscale.open_store("mp.zarr")  # doctest: +SKIP
 >>> errors = xenonscale.read_errors("mp.zarr")  # doctest: +SKIP

@@ -4,10 +4,19 @@ Regions never share a chunk, so many workers write at once without locks.
 
 Examples
 --------
+>>> import tempfile
+>>> from pathlib import Path
+>>> import numpy as np
+>>> import pandas as pd
+>>> import zarr
 >>> from xenonscale.store.layout import StoreLocation
 >>> from xenonscale.store.writer import create_store, write_region
->>> loc = StoreLocation("/tmp/example.zarr")  # doctest: +SKIP
->>> create_store(loc, rows=10, labels=["a"], extras={}, chunk_rows=5, attrs={})  # doctest: +SKIP
+>>> loc = StoreLocation(str(Path(tempfile.mkdtemp()) / "example.zarr"))
+>>> create_store(loc, rows=10, labels=["a"], extras={}, chunk_rows=5, attrs={})
+>>> frame = pd.DataFrame({"id": ["5", "6", "7", "8", "9"], "input": ["Fe", "Co", "Ni", "Cu", "Zn"]})
+>>> write_region(loc, 5, frame, np.arange(5.0)[:, None], np.ones(5, bool), extras={})
+>>> zarr.open_group(loc.zarr_store(), mode="r")["features"][5:, 0].tolist()
+[0.0, 1.0, 2.0, 3.0, 4.0]
 """
 
 from __future__ import annotations
