@@ -36,12 +36,26 @@ pooled and per chain.
 
 Examples
 --------
->>> from xenonscale.design import Likelihood, design
->>> likelihood = Likelihood(["E=0:200", "HOMO-LUMO gap=:3"]).fit(smiles, frame)  # doctest: +SKIP
->>> result = design(likelihood, ngram, "out.parquet", chains=8, reference=smiles,
-...                 workers=2, seed=0)  # doctest: +SKIP
->>> result.metrics["in_target"], [c.status for c in result.chains]  # doctest: +SKIP
-(0.71, ['done', 'done', ...])
+A toy run: chain lengths as the property, a trigram model of ten molecules,
+two short chains on an in-process cluster (threads):
+
+>>> import tempfile
+>>> from pathlib import Path
+>>> import pandas as pd
+>>> from distributed import Client
+>>> from xenonscale.design import Likelihood, design, train_ngram
+>>> smiles = ["C", "CC", "CCC", "CCCC", "CCCCC", "CCCCCC", "CCO", "CCCO", "CCN", "CCCN"]
+>>> frame = pd.DataFrame({"n": [1.0, 2, 3, 4, 5, 6, 2, 3, 2, 3]})
+>>> likelihood = Likelihood(["n=3.5:"]).fit(smiles, frame)
+>>> ngram = train_ngram(smiles, order=3, client=False)
+>>> output = Path(tempfile.mkdtemp()) / "out.parquet"
+>>> with Client(processes=False, n_workers=1, dashboard_address=None) as client:
+...     result = design(likelihood, ngram, output, chains=2, samples=5, steps=3,
+...                     reference=smiles, client=client, progress=False, seed=0)
+>>> result.metrics["validity"], [c.status for c in result.chains]
+(1.0, ['done', 'done'])
+>>> sorted(path.name for path in output.parent.iterdir())
+['out.json', 'out.parquet']
 """
 
 from __future__ import annotations
@@ -196,6 +210,9 @@ def design(
 
     Examples
     --------
+    With the objects of the module's example, eight chains on an embedded
+    cluster of two worker processes (not run by the tests: it starts processes):
+
     >>> result = design(likelihood, ngram, "run.parquet", chains=8, samples=25,
     ...                 reference=smiles, workers=2, seed=0)  # doctest: +SKIP
     >>> result.metrics["validity"], result.failed  # doctest: +SKIP

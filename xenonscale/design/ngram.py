@@ -411,8 +411,10 @@ class NGram:
         --------
         >>> from xenonscale.design import NGram, train_ngram
         >>> model = train_ngram(["CCO", "CCN"] * 3, order=2, client=False)
-        >>> model.save("ngram-dir")  # doctest: +SKIP
-        >>> NGram.load("ngram-dir").order  # doctest: +SKIP
+        >>> import tempfile
+        >>> folder = tempfile.mkdtemp()
+        >>> model.save(folder)
+        >>> NGram.load(folder).order
         2
         """
         from xenonscale.design.ngram_store import write_ngram
