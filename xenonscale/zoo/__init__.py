@@ -8,12 +8,25 @@ predicts straight from raw inputs through the featurizer its card names.
 
 Examples
 --------
+>>> import tempfile
+>>> from pathlib import Path
 >>> import xenonscale.zoo
->>> from xenonscale.zoo import Zoo
->>> zoo = Zoo("my-zoo")  # doctest: +SKIP
->>> ref = zoo.register("steels-yield", model, card)  # doctest: +SKIP
->>> zoo.promote(ref)  # doctest: +SKIP
->>> xenonscale.zoo.load("steels-yield", zoo=zoo).predict(["Fe2O3", "NaCl"])  # doctest: +SKIP
+>>> from xenonscale.featurize.registry import FeaturizerSpec
+>>> from xenonscale.models import PropertyModel
+>>> from xenonscale.zoo import Zoo, featurizer_fields
+>>> fields = featurizer_fields(FeaturizerSpec.parse("composition", "classic"))
+>>> model = PropertyModel.from_config(  # untrained: it stands for a trained one
+...     {"in_features": len(fields["feature_labels"]), "out_features": 1, "hidden": [8]}
+... )
+>>> card = {**fields, "targets": ["yield_strength"], "units": {"yield_strength": "MPa"}}
+>>> zoo = Zoo(Path(tempfile.mkdtemp()) / "my-zoo")
+>>> ref = zoo.register("steels-yield", model, card)
+>>> str(zoo.promote(ref))
+'steels-yield@1'
+>>> frame = xenonscale.zoo.load("steels-yield", zoo=zoo).predict(["Fe2O3", "NaCl"])
+>>> frame.shape, frame.columns.tolist()
+((2, 1), ['yield_strength'])
+>>> zoo.close()
 """
 
 from xenonscale.zoo.card import featurizer_fields

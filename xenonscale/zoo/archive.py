@@ -37,11 +37,19 @@ before its data is read). Sparse files and links are refused.
 
 Examples
 --------
+:meth:`Zoo.export <xenonscale.zoo.Zoo.export>` writes archives that pass; a
+hand-made one whose card is not a zoo card is refused before anything is used:
+
+>>> import tempfile
+>>> from pathlib import Path
 >>> from xenonscale.zoo.archive import read_archive, write_archive
->>> write_archive("model.zip", {"card.json": b"{}"})  # doctest: +SKIP
->>> card, weights, files = read_archive("model.zip")  # doctest: +SKIP
 >>> from xenonscale.zoo.limits import ZooLimits
->>> read_archive("model.zip", limits=ZooLimits(max_bytes=10 << 20))  # doctest: +SKIP
+>>> path = Path(tempfile.mkdtemp()) / "model.zip"
+>>> _ = write_archive(path, {"card.json": b"{}"})
+>>> card, weights, files = read_archive(path, limits=ZooLimits(max_bytes=10 << 20))
+Traceback (most recent call last):
+...
+xenonscale.errors.ZooError: archive '...model.zip': member 'card.json': weights_sha256 None ...
 """
 
 from __future__ import annotations

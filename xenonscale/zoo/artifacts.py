@@ -21,12 +21,13 @@ only hold an fsspec file system).
 
 Examples
 --------
+>>> import tempfile
 >>> import torch
 >>> from xenonscale.zoo.artifacts import ArtifactStore, sha256_hex, weights_to_bytes
->>> store = ArtifactStore("/tmp/zoo-doc/artifacts")  # doctest: +SKIP
+>>> store = ArtifactStore(tempfile.mkdtemp())
 >>> data = weights_to_bytes({"w": torch.ones(2)})
->>> uri = store.write("demo", 1, data, {"weights_sha256": sha256_hex(data)})  # doctest: +SKIP
->>> store.read_weights(uri, sha256_hex(data))["w"]  # doctest: +SKIP
+>>> uri = store.write("demo", 1, data, {"weights_sha256": sha256_hex(data)})
+>>> store.read_weights(uri, sha256_hex(data))["w"]
 tensor([1., 1.])
 """
 

@@ -34,8 +34,8 @@ Examples
 >>> from xenonscale.featurize.registry import FeaturizerSpec
 >>> from xenonscale.zoo.card import featurizer_fields
 >>> spec = FeaturizerSpec.parse("composition", "classic", elements="xenonpy58")
->>> fields = featurizer_fields(spec)  # doctest: +SKIP
->>> sorted(fields)  # doctest: +SKIP
+>>> fields = featurizer_fields(spec)  # doctest: +REQUIRES_DATA
+>>> sorted(fields)
 ['element_tables', 'feature_labels', 'featurizer']
 """
 

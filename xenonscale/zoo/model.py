@@ -2,6 +2,9 @@
 
 Examples
 --------
+A model of the default zoo (``$XENONSCALE_ZOO`` or ``~/.xenonscale/zoo``;
+:mod:`xenonscale.zoo` has a runnable example on a temporary zoo):
+
 >>> import xenonscale.zoo
 >>> model = xenonscale.zoo.load("steels-yield")  # doctest: +SKIP
 >>> frame = model.predict(["Fe2O3", "NaCl", "Xx2"])  # doctest: +SKIP

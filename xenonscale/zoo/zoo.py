@@ -17,12 +17,25 @@ assigned atomically and never reused.
 
 Examples
 --------
->>> from xenonscale.zoo import Zoo
->>> zoo = Zoo("my-zoo")  # doctest: +SKIP
->>> ref = zoo.register("steels-yield", model, card, files={"parity.png": png})  # doctest: +SKIP
->>> str(ref)  # doctest: +SKIP
+>>> import tempfile
+>>> from pathlib import Path
+>>> import xenonscale.zoo
+>>> from xenonscale.featurize.registry import FeaturizerSpec
+>>> from xenonscale.models import PropertyModel
+>>> from xenonscale.zoo import Zoo, featurizer_fields
+>>> fields = featurizer_fields(FeaturizerSpec.parse("composition", "classic"))
+>>> model = PropertyModel.from_config(  # untrained: it stands for a trained one
+...     {"in_features": len(fields["feature_labels"]), "out_features": 1, "hidden": [8]}
+... )
+>>> card = {**fields, "targets": ["yield_strength"], "units": {"yield_strength": "MPa"}}
+>>> zoo = Zoo(Path(tempfile.mkdtemp()) / "my-zoo")
+>>> ref = zoo.register("steels-yield", model, card, files={"notes.md": b"# Steels"})
+>>> str(ref)
 'steels-yield@1'
->>> zoo.load("steels-yield").predict(["Fe2O3", "NaCl", "Xx2"])  # doctest: +SKIP
+>>> frame = zoo.load("steels-yield").predict(["Fe2O3", "NaCl", "Xx2"])
+>>> frame.attrs["errors"]
+[{'row': 2, 'input': 'Xx2', 'error': "unknown element 'Xx'"}]
+>>> zoo.close()
 """
 
 from __future__ import annotations
