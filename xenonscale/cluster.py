@@ -7,9 +7,11 @@ else starts an embedded :class:`distributed.LocalCluster` of worker
 
 Examples
 --------
+Not run by the tests (it starts worker processes); ``get_client`` prints
+``dask: embedded LocalCluster, dashboard: http://127.0.0.1:8787/status`` on stderr:
+
 >>> from xenonscale.cluster import get_client
 >>> client = get_client(workers=2)  # doctest: +SKIP
-dashboard: http://127.0.0.1:8787/status
 >>> close_client(client)  # doctest: +SKIP
 """
 

@@ -5,9 +5,16 @@ Everything here draws on a :class:`matplotlib.figure.Figure` (never
 
 Examples
 --------
->>> from xenonscale.viz import descriptor_heatmap  # doctest: +SKIP
->>> fig = descriptor_heatmap(features, target, target_label="band gap (eV)")  # doctest: +SKIP
->>> fig.savefig("heatmap.png", dpi=150)  # doctest: +SKIP
+>>> import tempfile
+>>> from pathlib import Path
+>>> import numpy as np
+>>> import pandas as pd
+>>> from xenonscale.viz import descriptor_heatmap
+>>> rng = np.random.default_rng(0)
+>>> features = pd.DataFrame(rng.normal(size=(40, 6)), columns=[f"ave:p{i}" for i in range(6)])
+>>> target = pd.Series(features.sum(axis=1) + rng.normal(size=40), name="band gap (eV)")
+>>> fig = descriptor_heatmap(features, target)
+>>> fig.savefig(Path(tempfile.mkdtemp()) / "heatmap.png", dpi=150)
 """
 
 from xenonscale.viz.design import property_space_figure, trajectory_figure

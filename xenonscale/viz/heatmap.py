@@ -187,12 +187,18 @@ def descriptor_heatmap(
 
     Examples
     --------
-    >>> from xenonscale import datasets  # doctest: +SKIP
-    >>> from xenonscale.featurize import Compositions  # doctest: +SKIP
-    >>> data = datasets.load("matbench_expt_gap").sample(500, random_state=0)  # doctest: +SKIP
-    >>> X = Compositions(elements="xenonpy58").transform(data["formula"])  # doctest: +SKIP
-    >>> fig = descriptor_heatmap(X, data["target"], target_label="band gap (eV)")  # doctest: +SKIP
-    >>> fig.savefig("heatmap.png", dpi=150)  # doctest: +SKIP
+    >>> import tempfile
+    >>> from pathlib import Path
+    >>> from xenonscale import datasets
+    >>> from xenonscale.featurize import Compositions
+    >>> data = datasets.load("matbench_expt_gap")  # doctest: +REQUIRES_DATA
+    >>> data = data.sample(500, random_state=0)
+    >>> X = Compositions(elements="xenonpy58").transform(data["formula"])
+    >>> fig = descriptor_heatmap(X, data["target"], target_label="band gap (eV)")
+    >>> info = fig.xenonscale_heatmap  # what was drawn: 500 rows, the constant columns left out
+    >>> len(info.order), len(info.columns), sorted(set(info.dropped_columns.values()))
+    (500, 287, ['constant'])
+    >>> fig.savefig(Path(tempfile.mkdtemp()) / "heatmap.png", dpi=150)
     """
     values, y, index = _validate(features, target, max_rows, clip, max_nan_fraction, max_labels)
     try:
