@@ -6,9 +6,11 @@ The test fixtures live in ``tests/conftest.py``; this file only sets up the doct
   (``$XENONSCALE_DATA_DIR`` with a ``compositions/`` folder): without the mirror
   its docstring is skipped, and under ``CI=true`` it fails instead (the rule of
   ``tests/conftest.py``'s ``data_dir``; keep the two in step).
-- Every docstring runs in a fresh temporary working directory, with
-  ``XENONSCALE_CACHE_DIR`` in a temporary folder shared by the session: an
-  example never writes into the checkout or the user's cache.
+- Every docstring runs in a fresh temporary working directory, which is also
+  where ``tempfile.mkdtemp()`` puts its folders, with ``XENONSCALE_CACHE_DIR``
+  in a temporary folder shared by the session: an example never writes into
+  the checkout or the user's cache, and leaves nothing behind in /tmp (pytest
+  prunes its own temporary folders).
 - A module whose examples need an optional extra (``pip install xenonscale[...]``)
   is not collected when the extra is missing.
 """
@@ -18,6 +20,7 @@ from __future__ import annotations
 import doctest
 import importlib.util
 import os
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -83,7 +86,9 @@ def _doctest_sandbox(request: pytest.FixtureRequest) -> None:
         return
     monkeypatch = request.getfixturevalue("monkeypatch")
     factory = request.getfixturevalue("tmp_path_factory")
-    monkeypatch.chdir(factory.mktemp("doctest"))
+    folder = factory.mktemp("doctest")
+    monkeypatch.chdir(folder)
+    monkeypatch.setattr(tempfile, "tempdir", str(folder))  # tempfile.mkdtemp() lands here too
     monkeypatch.setenv("XENONSCALE_CACHE_DIR", str(_session_cache(factory)))
 
 
