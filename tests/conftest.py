@@ -7,13 +7,17 @@ from pathlib import Path
 
 import pytest
 
+# -- The real-data mirror: skipped without it, a failure under CI=true ------------------
+# (the root conftest.py applies the same rule to the doctests marked +REQUIRES_DATA)
+
 DATA_DIR = (
     Path(os.environ.get("XENONSCALE_DATA_DIR", ""))
     if os.environ.get("XENONSCALE_DATA_DIR")
     else None
 )
 NO_DATA_REASON = (
-    "real-data mirror not found: set XENONSCALE_DATA_DIR to ../shared/data "
+    f"real-data mirror not found (XENONSCALE_DATA_DIR={os.environ.get('XENONSCALE_DATA_DIR')!r} "
+    "has no compositions/): set XENONSCALE_DATA_DIR to ../shared/data "
     "(the Makefile and .ci/run do this when the folder exists)"
 )
 
@@ -22,14 +26,57 @@ def has_data() -> bool:
     return DATA_DIR is not None and (DATA_DIR / "compositions").is_dir()
 
 
-requires_data = pytest.mark.skipif(not has_data(), reason=NO_DATA_REASON)
+def under_ci() -> bool:
+    """``CI=true`` (any case): the mirror is then required, so its absence fails tests."""
+    return os.environ.get("CI", "").lower() == "true"
+
+
+def require_data() -> Path:
+    """The mirror; else skip the calling test, or fail it under ``CI=true``."""
+    if not has_data():
+        if under_ci():
+            pytest.fail(f"CI=true: {NO_DATA_REASON}", pytrace=False)
+        pytest.skip(NO_DATA_REASON)
+    return DATA_DIR
+
+
+# For a test or class that needs the mirror but not its path: the data_dir rule.
+requires_data = pytest.mark.usefixtures("data_dir")
 
 
 @pytest.fixture(scope="session")
 def data_dir() -> Path:
-    if not has_data():
-        pytest.skip(NO_DATA_REASON)
-    return DATA_DIR
+    return require_data()
+
+
+def _data_skip_fails_under_ci(report: pytest.CollectReport | pytest.TestReport) -> None:
+    """Under ``CI=true`` without the mirror, a skip whose reason names XENONSCALE_DATA_DIR fails.
+
+    Catches the modules and fixtures that check the mirror themselves
+    (``pytest.skip(..., allow_module_level=True)`` and the like) instead of
+    using ``data_dir``; an xfail is left alone.
+    """
+    if not report.skipped or hasattr(report, "wasxfail") or has_data() or not under_ci():
+        return
+    longrepr = report.longrepr
+    reason = longrepr[2] if isinstance(longrepr, tuple) else str(longrepr)
+    if "XENONSCALE_DATA_DIR" in reason:
+        report.outcome = "failed"
+        report.longrepr = f"CI=true: {reason.removeprefix('Skipped: ')}"
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_make_collect_report(collector: pytest.Collector):
+    report = yield
+    _data_skip_fails_under_ci(report)
+    return report
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo):
+    report = yield
+    _data_skip_fails_under_ci(report)
+    return report
 
 
 @pytest.fixture(scope="session")
