@@ -39,17 +39,6 @@ def _missing(module: str) -> bool:
 
 
 collect_ignore = [path for path, module in OPTIONAL_EXTRAS.items() if _missing(module)]
-# Being rewritten while the doctests were switched on: to be enabled once they settle.
-collect_ignore += [
-    "xenonscale/cli",
-    "xenonscale/workflows",
-    "xenonscale/transfer",
-    "xenonscale/testing",
-    "xenonscale/zoo/presets.py",
-    "xenonscale/zoo/retrain.py",
-    "xenonscale/models/training.py",
-    "xenonscale/demo.py",
-]
 
 
 def _is_doctest(item: pytest.Item) -> bool:

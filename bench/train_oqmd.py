@@ -60,7 +60,7 @@ def main() -> None:
     started = time.perf_counter()
     result = train_model(stores["train"], "target", output=work / "oqmd-model",
                          max_epochs=args.max_epochs, batch_size=args.batch_size, lr=args.lr,
-                         seed=args.seed, register=False, progress=False, accelerator="cpu",
+                         seed=args.seed, progress=False, accelerator="cpu",
                          patience=15)  # fmt: skip
     seconds = time.perf_counter() - started
 

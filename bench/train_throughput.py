@@ -108,8 +108,8 @@ def _training_rate(store: str, target: str, batch_size: int, epochs: int) -> flo
 
     clock = Clock()
     result = train_model(store, target, output="bench/results/throughput-model",
-                         max_epochs=epochs + 1, batch_size=batch_size, register=False,
-                         plots=False, progress=False, accelerator="cpu", patience=100,
+                         max_epochs=epochs + 1, batch_size=batch_size,
+                         progress=False, accelerator="cpu", patience=100,
                          callbacks=[clock])  # fmt: skip
     spans = [clock.times[i + 1] - clock.times[i] for i in range(2, len(clock.times) - 1, 2)]
     return result.data.counts["train"] / statistics.median(spans)

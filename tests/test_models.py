@@ -19,6 +19,7 @@ from xenonscale.models.data import StoreDataModule
 from xenonscale.models.metrics import regression_metrics
 from xenonscale.models.splits import split_indices
 from xenonscale.models.training import train_model
+from xenonscale.viz.training import training_figures
 
 SPEC = FeaturizerSpec.parse("composition", "classic", elements="xenonpy58")
 
@@ -155,7 +156,9 @@ def test_unknown_target_names_the_store_variables(gap_store):
 def test_training_beats_the_mean_and_saves_plots_card_and_safetensors(gap_store, tmp_path):
     store, _ = gap_store
     result = train_model(store, "target", name="gap", output=tmp_path, max_epochs=6,
-                         register=False, progress=False, accelerator="cpu", seed=1)  # fmt: skip
+                         progress=False, accelerator="cpu", seed=1)  # fmt: skip
+    assert not (tmp_path / "parity.png").exists()  # training draws nothing; viz does
+    assert set(training_figures(result)) == {"learning_curve.png", "parity.png"}
     data = StoreDataModule(store, "target", seed=1)
     _, y_val = data.arrays("val")
     _, y_train = data.arrays("train")
@@ -175,7 +178,7 @@ def test_training_beats_the_mean_and_saves_plots_card_and_safetensors(gap_store,
 @pytest.mark.timeout(300)
 def test_ddp_spawn_on_two_cpu_processes_matches_one_process(gap_store, tmp_path):
     store, _ = gap_store
-    common = dict(max_epochs=6, register=False, progress=False, accelerator="cpu", seed=0,
+    common = dict(max_epochs=6, progress=False, accelerator="cpu", seed=0,
                   batch_size=128, patience=50)  # fmt: skip
     one = train_model(store, "target", output=tmp_path / "one", devices=1, **common)
     two = train_model(store, "target", output=tmp_path / "two", devices=2,
@@ -191,7 +194,7 @@ def test_ddp_spawn_on_two_cpu_processes_matches_one_process(gap_store, tmp_path)
 def test_ddp_under_pytest_is_refused(gap_store, tmp_path):
     store, _ = gap_store
     with pytest.raises(ConfigError, match="ddp_spawn"):
-        train_model(store, "target", output=tmp_path, strategy="ddp", register=False)
+        train_model(store, "target", output=tmp_path, strategy="ddp")
 
 
 @pytest.mark.slow

@@ -10,10 +10,10 @@ from xenonscale.engine import featurize_to_store
 from xenonscale.engine.bookkeeping import JobLock
 from xenonscale.errors import StoreLockedError
 from xenonscale.featurize.registry import FeaturizerSpec
-from xenonscale.models.training import train_model
 from xenonscale.store.layout import StoreLocation
+from xenonscale.workflows.registration import train_and_register
+from xenonscale.workflows.retrain import retrain
 from xenonscale.zoo import Zoo
-from xenonscale.zoo.retrain import retrain
 
 SPEC = FeaturizerSpec.parse("composition", "classic", elements="xenonpy58")
 
@@ -34,8 +34,8 @@ def test_retrain_is_idempotent_and_promotes_only_when_not_worse(tmp_path, data_d
     _featurize(first, store, dask_client)
     zoo = Zoo(str(tmp_path / "zoo"))
     common = dict(zoo=zoo, progress=False, accelerator="cpu", patience=100)
-    trained = train_model(store, "target", name="gap", output=tmp_path / "m1", max_epochs=8,
-                          **common)  # fmt: skip
+    trained = train_and_register(store, "target", name="gap", output=tmp_path / "m1",
+                                 max_epochs=8, **common)  # fmt: skip
     zoo.promote(trained.ref)
 
     # nothing changed: nothing to do, twice

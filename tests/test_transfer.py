@@ -13,8 +13,8 @@ import xarray as xr
 from xenonscale.engine import featurize_to_store
 from xenonscale.errors import ConfigError
 from xenonscale.featurize.registry import FeaturizerSpec
-from xenonscale.models.training import train_model
 from xenonscale.transfer import FrozenFeaturizer
+from xenonscale.workflows.registration import train_and_register
 from xenonscale.zoo import Zoo
 
 SPEC = FeaturizerSpec.parse("composition", "classic", elements="xenonpy58")
@@ -31,9 +31,9 @@ def source_zoo(tmp_path_factory, data_dir, dask_client) -> str:
     featurize_to_store(str(work / "mp.csv"), str(work / "mp.zarr"), SPEC, column="formula",
                        client=dask_client, progress=False)  # fmt: skip
     zoo = str(work / "zoo")
-    train_model(str(work / "mp.zarr"), "target", name="mp-small", zoo=zoo, output=work / "m",
-                hidden=[64, 32], max_epochs=3, progress=False, plots=False,
-                accelerator="cpu")  # fmt: skip
+    train_and_register(str(work / "mp.zarr"), "target", name="mp-small", zoo=zoo,
+                       output=work / "m", hidden=[64, 32], max_epochs=3, progress=False,
+                       accelerator="cpu")  # fmt: skip
     return zoo
 
 

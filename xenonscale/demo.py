@@ -115,15 +115,16 @@ def run_demo(
 
 def _train(store: Path, output: Path, epochs: int, progress: bool) -> dict[str, object]:
     """Train the source model on the classic descriptors of the store, register, predict."""
-    from xenonscale.models.training import train_model
+    from xenonscale.viz.training import training_figures
+    from xenonscale.workflows.registration import train_and_register
     from xenonscale.zoo import Zoo
 
     zoo = Zoo(str(output / "zoo"))
-    result = train_model(
-        str(store), "target", name=SOURCE, zoo=zoo, output=output / "model",
-        max_epochs=epochs, units={"target": "eV"}, progress=progress, accelerator="cpu",
+    result = train_and_register(
+        str(store), "target", name=SOURCE, zoo=zoo, figures=training_figures, promote=True,
+        output=output / "model", max_epochs=epochs, units={"target": "eV"}, progress=progress,
+        accelerator="cpu",
     )  # fmt: skip
-    zoo.promote(result.ref)
     val = result.metrics["val"]
     print(
         f"train     {result.ref}: {result.card['training']['epochs']} epochs in "

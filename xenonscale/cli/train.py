@@ -179,21 +179,26 @@ def train(
     ./models/NAME). --storage-options apply to the store and the zoo's artifacts.
     """
     from xenonscale.models.training import train_model
+    from xenonscale.viz.training import training_figures
+    from xenonscale.workflows.registration import register_result
 
     data_options = _data_options(params)
     result = train_model(
         store,
         list(target),
         name=name,
-        zoo=None if no_register else options.open_zoo(zoo, artifacts, storage_options),
         units={t: units for t in target} if units else None,
         batch_norm=not no_batch_norm,
         data_options=data_options,
         progress=not no_progress,
-        register=not no_register,
         storage_options=storage_options,
         **params,
     )
+    if no_register:
+        result.files.update(training_figures(result))
+    else:
+        zoo_ = options.open_zoo(zoo, artifacts, storage_options)
+        register_result(result, zoo_, figures=training_figures)
     metrics = result.metrics.get("val", {})
     shown = ", ".join(f"{k} {v:.4g}" for k, v in metrics.items() if isinstance(v, float))
     click.echo(f"validation: {shown}")
@@ -226,19 +231,19 @@ def tune(store, target, zoo, artifacts, storage_options, register, no_progress, 
 
     Runs exactly --trials new trials of --study in --storage (SQLite or
     PostgreSQL); -o is the folder of the history and importance plots and
-    best.json (default ./tune/STUDY). --storage-options apply to the zoo's
-    artifacts (--register); the trials read the store with the environment's
-    credentials.
+    best.json (default ./tune/STUDY). --storage-options apply to the store
+    (every trial) and the zoo's artifacts (--register).
     """
     from xenonscale.models.tuning import tune as run_tune
+    from xenonscale.viz.training import training_figures
+    from xenonscale.workflows.registration import register_best_trial
 
     data_options = _data_options(params)
     result = run_tune(
         store,
         list(target),
         data_options=data_options,
-        register=register,
-        zoo=options.open_zoo(zoo, artifacts, storage_options) if register else None,
+        storage_options=storage_options,
         progress=not no_progress,
         **params,
     )
@@ -246,8 +251,22 @@ def tune(store, target, zoo, artifacts, storage_options, register, no_progress, 
     click.echo(f"best val MAE {result.best_value:.4g} with {json.dumps(result.best_params)}")
     for path in result.files.values():
         click.echo(f"plot: {path}")
-    if result.ref:
-        click.echo(f"registered: {result.ref}")
+    if register:
+        trained = register_best_trial(
+            result,
+            store,
+            list(target),
+            name=register,
+            zoo=options.open_zoo(zoo, artifacts, storage_options),
+            max_epochs=params["max_epochs"],
+            loss=params["loss"],
+            seed=params.get("seed", 0),
+            data_options=data_options,
+            storage_options=storage_options,
+            progress=not no_progress,
+            figures=training_figures,
+        )
+        click.echo(f"registered: {trained.ref}")
     return 0
 
 
@@ -268,7 +287,8 @@ def retrain(zoo, artifacts, storage_options, only, max_age_days, max_epochs, no_
     Idempotent and locked: safe to run from a Kubernetes CronJob. --max-epochs
     overrides the epochs on each model's card.
     """
-    from xenonscale.zoo.retrain import retrain as run_retrain
+    from xenonscale.viz.training import training_figures
+    from xenonscale.workflows.retrain import retrain as run_retrain
 
     report = run_retrain(
         zoo=options.open_zoo(zoo, artifacts, storage_options),
@@ -276,6 +296,7 @@ def retrain(zoo, artifacts, storage_options, only, max_age_days, max_epochs, no_
         max_age_days=max_age_days,
         max_epochs=max_epochs,
         progress=not no_progress,
+        figures=training_figures,
     )
     for row in report:
         details = ", ".join(

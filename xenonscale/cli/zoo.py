@@ -28,7 +28,7 @@ from xenonscale.cli.types import Choice
 
 __all__ = ["zoo"]
 
-PRESETS = Choice(("mp", "oqmd", "qm9", "all"), library="xenonscale.zoo.presets:PRESETS")
+PRESETS = Choice(("mp", "oqmd", "qm9", "all"), library="xenonscale.workflows.presets:PRESETS")
 
 
 @click.group(cls=Group)
@@ -131,7 +131,8 @@ def build(preset, only, workdir, max_epochs, rows, workers, no_progress, **where
     -o is the folder of the stores and the training output; --limit takes the
     first rows of each dataset.
     """
-    from xenonscale.zoo.presets import build_preset
+    from xenonscale.viz.training import training_figures
+    from xenonscale.workflows.presets import build_preset
 
     with options.open_zoo(**where) as models:
         report = build_preset(
@@ -143,6 +144,7 @@ def build(preset, only, workdir, max_epochs, rows, workers, no_progress, **where
             only=list(only) if only else None,
             workers=workers,
             progress=not no_progress,
+            figures=training_figures,
         )
     for row in report:
         mae = row["val"].get("mae") if isinstance(row["val"], dict) else None

@@ -1,14 +1,17 @@
-"""Train a property model from a FeatureStore with Lightning; save it; register it in the zoo.
+"""Train a property model from a FeatureStore with Lightning and save it; nothing more.
 
-:func:`train_model` is what ``xenonscale train`` runs: a
+:func:`train_model` is the training step of ``xenonscale train``: a
 :class:`~xenonscale.models.data.StoreDataModule`, an MLP
 :class:`~xenonscale.models.backbones.PropertyModel`, a Lightning ``Trainer``
 (any accelerator, devices and strategy: DDP on GPUs in production,
 ``ddp_spawn`` on CPU in tests) with early stopping. The best weights are kept
 as safetensors by :class:`BestWeights` (Lightning's own checkpoints are
 pickles: not used), the per-epoch history as JSON by :class:`History`.
-Afterwards the best model is evaluated on the validation (and test) split,
-and the learning curve and parity plot are saved beside it.
+Afterwards the best model is evaluated on the validation (and test) split
+and its card written beside the weights. The result carries what a caller
+needs next: the history and the predictions for plots
+(:func:`xenonscale.viz.training.training_figures`), the model and card for a
+zoo (:func:`xenonscale.workflows.registration.train_and_register` does both).
 
 Examples
 --------
@@ -104,7 +107,12 @@ class CpuThreads(L.Callback):
 
 @dataclass
 class TrainResult:
-    """What :func:`train_model` produced: the model, its card, metrics and files."""
+    """What :func:`train_model` produced: the model, its card, metrics, history and files.
+
+    ``predictions`` maps a split (``val``, ``test``) to ``(truth, predicted)``
+    arrays of shape ``(rows, targets)``; ``files`` holds the files written for
+    the model (plots added by the caller); ``ref`` is set once it is registered.
+    """
 
     model: PropertyModel
     card: dict
@@ -113,6 +121,10 @@ class TrainResult:
     files: dict[str, Path] = field(default_factory=dict)
     ref: str | None = None
     data: StoreDataModule | None = None
+    name: str = "model"
+    history: list[dict] = field(default_factory=list)
+    predictions: dict[str, tuple[np.ndarray, np.ndarray]] = field(default_factory=dict)
+    units: dict[str, str] = field(default_factory=dict)
 
 
 def store_fingerprint(attrs: dict) -> str:
@@ -127,7 +139,6 @@ def train_model(
     targets: str | list[str] = "target",
     *,
     name: str | None = None,
-    zoo=None,
     output: str | Path | None = None,
     units: dict[str, str] | None = None,
     hidden: list[int] | tuple[int, ...] = (512, 256, 128),
@@ -149,17 +160,15 @@ def train_model(
     data_options: dict | None = None,
     callbacks: list | None = None,
     progress: bool = True,
-    plots: bool = True,
-    register: bool = True,
     storage_options: dict | None = None,
 ) -> TrainResult:
-    """Train, evaluate, plot, save and (with ``name``) register a model (module docstring).
+    """Train, evaluate and save a model (module docstring); register it elsewhere.
 
-    ``zoo`` is a :class:`xenonscale.zoo.Zoo` or its location (default: the
-    default zoo). ``data_options`` go to :class:`StoreDataModule` (split,
-    fractions, outliers, ...). ``output`` defaults to ``./models/NAME``.
-    Returns a :class:`TrainResult` whose ``ref`` is ``NAME@VERSION`` when
-    registered.
+    ``data_options`` go to :class:`StoreDataModule` (split, fractions,
+    outliers, ...). ``output`` defaults to ``./models/NAME``; ``name`` names
+    that folder and the plots' titles. Returns a :class:`TrainResult`; to
+    register it in a zoo use
+    :func:`xenonscale.workflows.registration.train_and_register`.
     """
     if strategy == "ddp" and _under_pytest():
         raise ConfigError(
@@ -226,27 +235,16 @@ def train_model(
     model.load_state_dict(load_file(str(weights)))
     rows = json.loads(history.read_text()) if history.exists() else []
     metrics, predictions = _evaluate(model, data, target_names)
-    files = (
-        _plots(output, rows, predictions, target_names, units or {}, name or "model")
-        if plots
-        else {}
-    )
     card = _card(data, model.config, target_names, units, metrics, rows, seconds, locals_=dict(
         loss=loss, lr=lr, weight_decay=weight_decay, scheduler=scheduler, batch_size=batch_size,
         max_epochs=max_epochs, patience=patience, accelerator=accelerator, devices=devices,
         strategy=strategy, seed=seed, dropout=dropout,
     ))  # fmt: skip
     (output / "card.json").write_text(json.dumps(card, indent=1, default=str))
-    result = TrainResult(
-        model=model, card=card, metrics=metrics, output=output, files=files, data=data
-    )
-    if register and name:
-        from xenonscale.zoo import Zoo
-
-        zoo = zoo if isinstance(zoo, Zoo) else Zoo(zoo)
-        ref = zoo.register(name, model, card, files=dict(files))
-        result.ref = str(ref)
-    return result
+    return TrainResult(
+        model=model, card=card, metrics=metrics, output=output, data=data,
+        name=name or "model", history=rows, predictions=predictions, units=dict(units or {}),
+    )  # fmt: skip
 
 
 def _under_pytest() -> bool:
@@ -266,26 +264,6 @@ def _evaluate(model, data, targets) -> tuple[dict, dict]:
         per_target = {t: regression_metrics(y[:, i], pred[:, i]) for i, t in enumerate(targets)}
         metrics[split] = per_target[targets[0]] if len(targets) == 1 else per_target
     return metrics, predictions
-
-
-def _plots(output: Path, history, predictions, targets, units, name) -> dict[str, Path]:
-    from xenonscale.viz.training import learning_curve, parity_plot
-
-    files = {}
-    if history:
-        path = output / "learning_curve.png"
-        learning_curve(history, title=name).savefig(path, dpi=110)
-        files[path.name] = path
-    if "val" in predictions:
-        y, pred = predictions["val"]
-        for i, target in enumerate(targets):
-            label = f"{target} ({units[target]})" if target in units else target
-            path = output / ("parity.png" if len(targets) == 1 else f"parity_{target}.png")
-            parity_plot(y[:, i], pred[:, i], label=label, title=f"{name}: validation").savefig(
-                path, dpi=110
-            )
-            files[path.name] = path
-    return files
 
 
 def _card(data, config, targets, units, metrics, history, seconds, locals_) -> dict:

@@ -111,9 +111,7 @@ def _run_trial(
                 list(targets),
                 data=data,
                 output=folder,
-                register=False,
                 progress=False,
-                plots=False,
                 max_epochs=epochs,
                 patience=max(3, epochs // 4),
                 seed=seed,
@@ -141,7 +139,11 @@ def _run_trial(
 
 @dataclass
 class TuneResult:
-    """The study's outcome: best trial, counts by state, plots, an optional zoo ref."""
+    """The study's outcome: best trial, counts by state, plots and the folder they are in.
+
+    To train the best parameters again and register the model, see
+    :func:`xenonscale.workflows.registration.register_best_trial`.
+    """
 
     study: str
     storage: str
@@ -150,7 +152,7 @@ class TuneResult:
     best_value: float
     best_params: dict
     files: dict[str, Path] = field(default_factory=dict)
-    ref: str | None = None
+    output: Path = Path(".")
 
 
 def tune(
@@ -168,16 +170,15 @@ def tune(
     loss: str = "mae",
     seed: int = 0,
     data_options: dict | None = None,
+    storage_options: dict | None = None,
     output: str | Path | None = None,
-    register: str | None = None,
-    zoo=None,
     progress: bool = True,
 ) -> TuneResult:
     """Run ``trials`` trials of study ``study`` on the cluster (see the module docstring).
 
-    ``register=NAME`` retrains the best parameters with ``max_epochs × 2`` and
-    registers the model in ``zoo`` as ``NAME@N``. Plots (optimization history,
-    parameter importances) go to ``output`` (default ``./tune/STUDY``).
+    Plots (optimization history, parameter importances) and ``best.json`` go
+    to ``output`` (default ``./tune/STUDY``). ``storage_options`` are the
+    store's (``s3://``), passed to every trial's DataModule.
     """
     import optuna
     from distributed import as_completed
@@ -194,7 +195,10 @@ def tune(
         study_name=study, storage=_storage(storage), direction="minimize", load_if_exists=True
     )
     before = len(optuna.load_study(study_name=study, storage=_storage(storage)).trials)
-    options = json.dumps(data_options or {}, sort_keys=True)
+    trial_options = dict(data_options or {})
+    if storage_options:
+        trial_options["storage_options"] = dict(storage_options)
+    options = json.dumps(trial_options, sort_keys=True)
     own = client is None
     client = client or get_client(scheduler, workers=workers, quiet=not progress)
     try:
@@ -240,35 +244,13 @@ def tune(
         float(best.value),
         dict(best.params),
         files=_plots(final, folder),
+        output=folder,
     )
     (folder / "best.json").write_text(
         json.dumps(
             {"study": study, "value": best.value, "params": best.params, "states": states}, indent=1
         )
     )
-    if register:
-        from xenonscale.models.training import train_model
-
-        params = best.params
-        trained = train_model(
-            store,
-            targets,
-            name=register,
-            zoo=zoo,
-            output=folder / "best",
-            hidden=hidden_from_params(params),
-            dropout=params["dropout"],
-            activation=params["activation"],
-            lr=params["lr"],
-            weight_decay=params["weight_decay"],
-            batch_size=params["batch_size"],
-            max_epochs=max_epochs * 2,
-            loss=loss,
-            seed=seed,
-            data_options=data_options,
-            progress=progress,
-        )
-        result.ref = trained.ref
     return result
 
 

@@ -1,6 +1,9 @@
 """Plots of a trained model: the learning curve and the parity plot.
 
 Both draw on a :class:`matplotlib.figure.Figure` (never ``pyplot``).
+:func:`training_figures` saves both for a
+:class:`~xenonscale.models.training.TrainResult` beside its weights (what
+``xenonscale train`` registers in the zoo with the model).
 
 Examples
 --------
@@ -18,11 +21,16 @@ Examples
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 from matplotlib.figure import Figure
 
-__all__ = ["learning_curve", "parity_plot"]
+if TYPE_CHECKING:
+    from xenonscale.models.training import TrainResult
+
+__all__ = ["learning_curve", "parity_plot", "training_figures"]
 
 
 def learning_curve(history: Sequence[Mapping[str, float]], *, title: str = "") -> Figure:
@@ -80,3 +88,28 @@ def parity_plot(
     if title:
         ax.set_title(title, fontsize=10)
     return figure
+
+
+def training_figures(result: TrainResult) -> dict[str, Path]:
+    """Save the learning curve and the validation parity plot(s) in ``result.output``.
+
+    Returns ``{file name: path}`` (``learning_curve.png``, ``parity.png`` or
+    ``parity_TARGET.png`` per target), ready for ``Zoo.register(files=...)``.
+    """
+    output, units, name = Path(result.output), result.units, result.name
+    files = {}
+    if result.history:
+        path = output / "learning_curve.png"
+        learning_curve(result.history, title=name).savefig(path, dpi=110)
+        files[path.name] = path
+    if "val" in result.predictions:
+        y, pred = result.predictions["val"]
+        targets = list(result.card["targets"])
+        for i, target in enumerate(targets):
+            label = f"{target} ({units[target]})" if target in units else target
+            path = output / ("parity.png" if len(targets) == 1 else f"parity_{target}.png")
+            parity_plot(y[:, i], pred[:, i], label=label, title=f"{name}: validation").savefig(
+                path, dpi=110
+            )
+            files[path.name] = path
+    return files

@@ -14,7 +14,7 @@ in the zoo's artifact location stops two runs at once.
 
 Examples
 --------
->>> from xenonscale.zoo.retrain import retrain
+>>> from xenonscale.workflows.retrain import retrain
 >>> report = retrain(zoo="my-zoo", max_age_days=30)  # doctest: +SKIP
 >>> [(r["name"], r["action"]) for r in report]  # doctest: +SKIP
 [('oqmd-hf', 'promoted'), ('mp-gap', 'up to date')]
@@ -23,10 +23,19 @@ Examples
 from __future__ import annotations
 
 import datetime as dt
+import tempfile
 
 import numpy as np
+import zarr
 
+from xenonscale.engine.bookkeeping import JobLock
 from xenonscale.errors import StoreError
+from xenonscale.models.backbones import predict_array
+from xenonscale.models.metrics import regression_metrics
+from xenonscale.models.training import store_fingerprint
+from xenonscale.store.layout import StoreLocation
+from xenonscale.workflows.registration import Figures, train_and_register
+from xenonscale.zoo import Zoo
 
 __all__ = ["retrain", "staleness"]
 
@@ -37,15 +46,10 @@ _SPLIT_KEYS = ("val_fraction", "test_fraction", "folds", "fold", "outliers", "ou
 
 def staleness(card: dict, *, max_age_days: float | None, now: dt.datetime | None = None) -> str:
     """Why a version is stale (``store changed``, ``older than N days``), or ``""``."""
-    from xenonscale.models.training import store_fingerprint
-    from xenonscale.store.layout import StoreLocation
-
     data = card.get("training_data") or {}
     location = StoreLocation(data.get("store") or "")
     if not data.get("store") or not location.exists():
         raise StoreError(f"the training store {data.get('store')!r} of {card.get('name')} is gone")
-    import zarr
-
     attrs = dict(zarr.open_group(location.zarr_store(), mode="r").attrs)
     if store_fingerprint(attrs) != data.get("store_fingerprint"):
         return "store changed"
@@ -64,12 +68,13 @@ def retrain(
     max_age_days: float | None = None,
     max_epochs: int | None = None,
     progress: bool = True,
+    figures: Figures | None = None,
 ) -> list[dict]:
-    """Retrain stale models (see the module docstring); returns one report row per name."""
-    from xenonscale.engine.bookkeeping import JobLock
-    from xenonscale.store.layout import StoreLocation
-    from xenonscale.zoo import Zoo
+    """Retrain stale models (see the module docstring); returns one report row per name.
 
+    ``figures`` draws the files registered with each new version (the CLI
+    passes :func:`xenonscale.viz.training.training_figures`).
+    """
     zoo = zoo if isinstance(zoo, Zoo) else Zoo(zoo)
     lock = StoreLocation(f"{zoo.artifacts.root}/_retrain", zoo.storage_options or None)
     report = []
@@ -85,26 +90,24 @@ def retrain(
             if not why:
                 report.append({"name": name, "action": "up to date", "version": latest["version"]})
                 continue
-            outcome = _retrain_one(zoo, name, latest, max_epochs, progress)
+            outcome = _retrain_one(zoo, name, latest, max_epochs, progress, figures)
             report.append({"name": name, "reason": why} | outcome)
     return report
 
 
-def _train(card, name, zoo, model, options, data_options, progress, output):
-    from xenonscale.models.training import train_model
-
-    return train_model(
+def _train(card, name, zoo, model, options, data_options, progress, output, figures):
+    return train_and_register(
         card["training_data"]["store"], card["targets"], name=name, zoo=zoo, output=output,
+        figures=figures,
         hidden=model["hidden"], batch_norm=model["batch_norm"], activation=model["activation"],
         units=card.get("units") or None, data_options=data_options, progress=progress,
         accelerator="auto", **options,
     )  # fmt: skip
 
 
-def _retrain_one(zoo, name: str, card: dict, max_epochs: int | None, progress: bool) -> dict:
-    from xenonscale.models.metrics import regression_metrics
-    from xenonscale.models.training import predict_array
-
+def _retrain_one(
+    zoo, name: str, card: dict, max_epochs: int | None, progress: bool, figures
+) -> dict:
     training, split, model = card["training"], card["split"], card["model"]
     options = {k: training[k] for k in _TRAIN_KEYS if k in training}
     if max_epochs is not None:
@@ -113,11 +116,11 @@ def _retrain_one(zoo, name: str, card: dict, max_epochs: int | None, progress: b
     data_options["split"] = split.get("method", "random")
     if split.get("group_by"):
         data_options["group_by"] = split["group_by"]
-    import tempfile
-
     scratch = tempfile.TemporaryDirectory(prefix=f"xenonscale-retrain-{name}-")
     with scratch:  # weights, plots and card end up in the zoo; the folder is scratch
-        result = _train(card, name, zoo, model, options, data_options, progress, scratch.name)
+        result = _train(
+            card, name, zoo, model, options, data_options, progress, scratch.name, figures
+        )
 
     current_ref = zoo.production(name) or zoo.latest(name)
     if str(current_ref) == result.ref:  # nothing else to compare with

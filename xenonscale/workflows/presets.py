@@ -19,7 +19,7 @@ preset     models (dataset → target, descriptors)
 
 Examples
 --------
->>> from xenonscale.zoo.presets import PRESETS
+>>> from xenonscale.workflows.presets import PRESETS
 >>> [m.name for m in PRESETS["mp"]]
 ['mp-e-form', 'mp-gap']
 """
@@ -29,7 +29,13 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
+from xenonscale import datasets
+from xenonscale.cluster import close_client, get_client
+from xenonscale.engine import featurize_to_store
 from xenonscale.errors import ConfigError
+from xenonscale.featurize.registry import FeaturizerSpec
+from xenonscale.workflows.registration import Figures, train_and_register
+from xenonscale.zoo import Zoo
 
 __all__ = ["PRESETS", "SourceModel", "build_preset"]
 
@@ -84,19 +90,15 @@ def build_preset(
     seed: int = 0,
     progress: bool = True,
     train_options: dict | None = None,
+    figures: Figures | None = None,
 ) -> list[dict]:
     """Featurize, train, register and promote every model of ``preset``; returns a report.
 
     ``rows`` limits each dataset to its first rows (quick looks, tests);
     ``only`` picks models by name. Stores go to ``workdir`` and are reused.
+    ``figures`` draws the files registered with each model (the CLI passes
+    :func:`xenonscale.viz.training.training_figures`).
     """
-    from xenonscale import datasets
-    from xenonscale.cluster import close_client, get_client
-    from xenonscale.engine import featurize_to_store
-    from xenonscale.featurize.registry import FeaturizerSpec
-    from xenonscale.models.training import train_model
-    from xenonscale.zoo import Zoo
-
     if preset not in PRESETS:
         raise ConfigError(f"--preset {preset!r} is unknown: use one of {', '.join(PRESETS)}")
     models = [m for m in PRESETS[preset] if not only or m.name in only]
@@ -125,12 +127,12 @@ def build_preset(
                 source, str(store), spec, column=datasets.info(model.dataset).input_column,
                 client=client, progress=progress,
             )  # fmt: skip
-            result = train_model(
-                str(store), model.target, name=model.name, zoo=zoo, max_epochs=max_epochs,
-                output=workdir / "models" / model.name, units={model.target: model.units},
-                seed=seed, progress=progress, **(train_options or {}),
+            result = train_and_register(
+                str(store), model.target, name=model.name, zoo=zoo, figures=figures,
+                promote=True, max_epochs=max_epochs, output=workdir / "models" / model.name,
+                units={model.target: model.units}, seed=seed, progress=progress,
+                **(train_options or {}),
             )  # fmt: skip
-            zoo.promote(result.ref)
             report.append({"model": result.ref, "store": str(store),
                            "val": result.metrics.get("val", {})})  # fmt: skip
     finally:

@@ -1,0 +1,31 @@
+"""Workflows: what is built from the floors below (train and register, presets, retraining).
+
+The floors below do one thing each: :func:`xenonscale.models.training.train_model`
+trains and returns a result, :class:`xenonscale.zoo.Zoo` stores models. The
+workflows here combine them: :func:`train_and_register` (what ``xenonscale
+train`` runs), :func:`register_best_trial` (``xenonscale tune --register``),
+:func:`build_preset` (the source-model library, ``xenonscale zoo build``) and
+:func:`retrain` (scheduled retraining, ``xenonscale retrain``). Plots are
+drawn by the front ends (``figures=``, e.g.
+:func:`xenonscale.viz.training.training_figures`), which sit above.
+
+Examples
+--------
+>>> from xenonscale.workflows import PRESETS
+>>> [m.name for m in PRESETS["mp"]]
+['mp-e-form', 'mp-gap']
+"""
+
+from xenonscale.workflows.presets import PRESETS, SourceModel, build_preset
+from xenonscale.workflows.registration import register_best_trial, train_and_register
+from xenonscale.workflows.retrain import retrain, staleness
+
+__all__ = [
+    "PRESETS",
+    "SourceModel",
+    "build_preset",
+    "register_best_trial",
+    "retrain",
+    "staleness",
+    "train_and_register",
+]
