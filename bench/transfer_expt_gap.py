@@ -127,7 +127,7 @@ def main() -> None:
     from sklearn.model_selection import KFold
 
     from xenonscale.cluster import close_client, get_client
-    from xenonscale.transfer.shotgun import shotgun
+    from xenonscale.transfer.selection import shotgun
 
     torch.set_num_threads(1)
     data = Path(args.data or os.environ.get("XENONSCALE_DATA_DIR", "../shared/data"))

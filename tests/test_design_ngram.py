@@ -10,8 +10,7 @@ import pandas as pd
 import pytest
 
 from xenonscale.cli.main import main
-from xenonscale.design import NGram, extend, scalar, to_smiles, tokenize, train_ngram
-from xenonscale.design import grow as grow_module
+from xenonscale.design import NGram, batched, extend, scalar, to_smiles, tokenize, train_ngram
 from xenonscale.design.keys import ALLOWED, BEGIN_HASH, CODES, Prefix, prefix_of
 from xenonscale.design.tokens import (
     KIND_ATOM,
@@ -167,7 +166,7 @@ def test_grown_sequences_are_always_well_formed(model):
     for threshold in (0, 10**6):  # the vectorized and the scalar grower
         old, scalar.SCALAR_ROWS = scalar.SCALAR_ROWS, threshold
         try:
-            grown = grow_module.grow(model._tables, [start] * 150, np.zeros(150), rng, 250)
+            grown = batched.grow(model._tables, [start] * 150, np.zeros(150), rng, 250)
         finally:
             scalar.SCALAR_ROWS = old
         texts = [to_smiles(model._strings[g]) for g in grown if g is not None]
@@ -184,7 +183,7 @@ def test_scalar_and_vectorized_growers_draw_the_same_distribution(model, molecul
     for threshold in (0, 10**6):
         old, scalar.SCALAR_ROWS = scalar.SCALAR_ROWS, threshold
         try:
-            grown = grow_module.grow(model._tables, prefixes, stars, np.random.default_rng(5), 250)
+            grown = batched.grow(model._tables, prefixes, stars, np.random.default_rng(5), 250)
         finally:
             scalar.SCALAR_ROWS = old
         lengths = np.array([len(g) for g in grown if g is not None])

@@ -194,7 +194,7 @@ def test_shotgun_ranks_sources_in_parallel_on_dask(tiny_zoo, expt_gap, dask_clie
     from distributed import get_task_stream
     from sklearn.model_selection import KFold, cross_val_predict
 
-    from xenonscale.transfer.shotgun import BASELINE_SPEC, make_learner, shotgun
+    from xenonscale.transfer.selection import BASELINE_SPEC, make_learner, shotgun
     from xenonscale.zoo.card import featurizer_spec
 
     rows = expt_gap.iloc[:300]
@@ -259,7 +259,7 @@ def test_shotgun_feature_augmentation(tiny_zoo, expt_gap, dask_client):
     """``descriptors+prediction``: the baseline's descriptors plus the source's own prediction."""
     from sklearn.model_selection import KFold, cross_val_predict
 
-    from xenonscale.transfer.shotgun import (
+    from xenonscale.transfer.selection import (
         BASELINE_SPEC,
         make_learner,
         parse_features,

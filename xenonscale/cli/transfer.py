@@ -26,9 +26,9 @@ from xenonscale.errors import ConfigError
 
 __all__ = ["transfer"]
 
-LEARNERS = Choice(("ridge", "krr", "gbm"), library="xenonscale.transfer.shotgun:LEARNERS")
+LEARNERS = Choice(("ridge", "krr", "gbm"), library="xenonscale.transfer.selection:LEARNERS")
 FEATURE_PARTS = Choice(
-    ("hidden", "prediction", "descriptors"), library="xenonscale.transfer.shotgun:FEATURE_PARTS"
+    ("hidden", "prediction", "descriptors"), library="xenonscale.transfer.selection:FEATURE_PARTS"
 )
 FREEZE_MODES = Choice(("all", "last", "none"), library="xenonscale.transfer.finetune:FREEZE_MODES")
 
@@ -185,7 +185,7 @@ def transfer(
     import numpy as np
 
     from xenonscale.transfer.finetune import FineTuned
-    from xenonscale.transfer.shotgun import shotgun
+    from xenonscale.transfer.selection import shotgun
     from xenonscale.viz.transfer import parity_figure
 
     column, target = _columns(data, column, target)

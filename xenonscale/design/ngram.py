@@ -12,7 +12,7 @@ ship to Dask workers). :meth:`NGram.propose` edits a population of SMILES:
    XenonPy) is deleted from the end of the extended SMILES (at least one
    token is kept);
 3. the tail is regrown by sampling the n-gram, all rows of the batch at once
-   (:func:`xenonscale.design.grow.grow`): the longest context seen in
+   (:func:`xenonscale.design.batched.grow`): the longest context seen in
    training decides (back-off to shorter ones), and tokens that would break
    the grammar are masked by the state (open branches, open rings, the
    parent's number of ``*`` polymer ends);
@@ -42,7 +42,7 @@ from pathlib import Path
 
 import numpy as np
 
-from xenonscale.design.grow import grow
+from xenonscale.design.batched import grow
 from xenonscale.design.keys import (
     BEGIN_HASH,
     MAX_DEPTH,

@@ -1,7 +1,7 @@
 """The scalar grower: a few rows grown one by one in plain Python, with a context cache.
 
 For a handful of rows, a dozen numpy calls per token cost more than plain
-Python, so :func:`~xenonscale.design.grow.grow` hands its last
+Python, so :func:`~xenonscale.design.batched.grow` hands its last
 :data:`SCALAR_ROWS` rows (all of them for a small batch, such as an SMC
 population of 25) to :func:`grow_one`. It draws from the same distribution
 as the vectorized step, with a cache per model (in a weak dictionary, gone with

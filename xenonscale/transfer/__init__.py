@@ -8,11 +8,7 @@ Examples
 """
 
 from xenonscale.transfer.frozen import FrozenFeaturizer, hidden_activations
-
-# ``shotgun`` is both a module and its main function: importing the function here,
-# after the module, keeps ``xenonscale.transfer.shotgun`` the function (the module
-# stays reachable as ``sys.modules["xenonscale.transfer.shotgun"]``).
-from xenonscale.transfer.shotgun import ShotgunResult, shotgun
+from xenonscale.transfer.selection import ShotgunResult, shotgun
 
 __all__ = [
     "FineTuned",

@@ -56,7 +56,7 @@ the honest number.
 
 Examples
 --------
->>> from xenonscale.transfer.shotgun import shotgun
+>>> from xenonscale.transfer.selection import shotgun
 >>> result = shotgun(formulas, gaps, zoo="zoo", cv=5, seed=18012019)  # doctest: +SKIP
 >>> result.ranking[0]["name"], result.mae, result.baseline_mae  # doctest: +SKIP
 ('mp-gap@1', 0.41, 0.52)

@@ -14,7 +14,7 @@ Examples
 --------
 >>> import numpy as np
 >>> from xenonscale.design import train_ngram
->>> from xenonscale.design.grow import grow
+>>> from xenonscale.design.batched import grow
 >>> from xenonscale.design.keys import prefix_of
 >>> from xenonscale.design.tokens import extend
 >>> model = train_ngram(["CCO", "CCN", "CC(C)O"] * 3, order=3, client=False)
