@@ -72,7 +72,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from xenonscale.cluster import single_threaded
+from xenonscale.cluster import close_client, get_client, single_threaded
 from xenonscale.design.metrics import canonical_smiles, population_metrics
 from xenonscale.design.smc import SMC
 from xenonscale.design.targets import Target, parse_targets
@@ -219,8 +219,6 @@ def design(
     (1.0, [])
     """
     from tqdm.auto import tqdm
-
-    from xenonscale.cluster import close_client, get_client
 
     started = time.perf_counter()
     if isinstance(chains, bool) or not isinstance(chains, int | np.integer) or chains < 1:

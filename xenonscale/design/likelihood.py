@@ -58,6 +58,9 @@ import pandas as pd
 from xenonscale.design.targets import Target, parse_targets
 from xenonscale.errors import ConfigError
 from xenonscale.featurize.base import featurize_safely
+from xenonscale.featurize.molecules import ECFP, MACCS
+from xenonscale.featurize.molecules.parse import parse_molecules
+from xenonscale.featurize.registry import FeatureUnion
 
 __all__ = ["Likelihood", "default_featurizer", "log_probability_between"]
 
@@ -73,8 +76,6 @@ def default_featurizer():
     >>> len(default_featurizer().labels)
     2215
     """
-    from xenonscale.featurize.molecules import ECFP, MACCS
-    from xenonscale.featurize.registry import FeatureUnion
 
     return FeatureUnion([ECFP(radius=2, n_bits=2048, counting=True), MACCS()])
 
@@ -335,8 +336,6 @@ class Likelihood:
             if valid.any():
                 means[valid, k], stds[valid, k] = forward.predict(x[valid])
         if valid is None:
-            from xenonscale.featurize.molecules.parse import parse_molecules
-
             valid = np.asarray(parse_molecules(smiles).ok, bool)
         stds = np.maximum(stds, float(self.min_std))
         return valid, means, stds

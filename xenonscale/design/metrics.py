@@ -20,6 +20,8 @@ from collections.abc import Iterable, Sequence
 
 import numpy as np
 
+from xenonscale.featurize.molecules.parse import iter_molecules, rdkit
+
 __all__ = ["canonical_smiles", "population_metrics"]
 
 
@@ -31,7 +33,6 @@ def canonical_smiles(smiles: Sequence[str]) -> list[str | None]:
     >>> canonical_smiles(["C(C)O"])
     ['CCO']
     """
-    from xenonscale.featurize.molecules.parse import iter_molecules, rdkit
 
     to_smiles = rdkit().MolToSmiles
     texts = [s if isinstance(s, str) else None for s in smiles]  # text only, as documented

@@ -34,6 +34,7 @@ from typing import Any
 
 import numpy as np
 
+from xenonscale import __version__
 from xenonscale.design.keys import TOKEN_BITS
 from xenonscale.design.tokens import BEGIN, END
 from xenonscale.errors import DesignError
@@ -78,8 +79,6 @@ def write_ngram(
     """Write a model directory (see the module docstring); ``entries`` are packed and sorted."""
     import pyarrow as pa
     import pyarrow.parquet as pq
-
-    from xenonscale import __version__
 
     folder = Path(path)
     folder.mkdir(parents=True, exist_ok=True)

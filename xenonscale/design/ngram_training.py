@@ -28,9 +28,13 @@ from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
 
+from xenonscale import __version__
+from xenonscale.cluster import close_client, get_client
 from xenonscale.design.counting import Counts, count_smiles, merge_counts
 from xenonscale.design.ngram import NGram
 from xenonscale.errors import ConfigError
+from xenonscale.sources import open_source
+from xenonscale.versions import installed_versions
 
 __all__ = ["DEFAULT_AUGMENT", "PARTITION_ROWS", "train_ngram"]
 
@@ -42,8 +46,6 @@ _SMILES_COLUMNS = ("smiles", "psmiles", "canonical_smiles", "smi")
 
 
 def _open_source(url: str, column: str | None, storage_options: dict | None):
-    from xenonscale.sources import open_source
-
     source = open_source(url, column=column, kind="molecule", storage_options=storage_options)
     columns = getattr(source, "columns", None)
     if column is None and columns:
@@ -165,9 +167,6 @@ def train_ngram(
     """
     from tqdm.auto import tqdm
 
-    from xenonscale import __version__
-    from xenonscale.versions import installed_versions
-
     if isinstance(order, bool) or not isinstance(order, int) or order < 1:
         raise ConfigError(f"order={order!r}: use a context length of at least 1 token, e.g. 10")
     if isinstance(augment, bool) or not isinstance(augment, int) or augment < 0:
@@ -203,8 +202,6 @@ def train_ngram(
 
     own = client is None
     if own:
-        from xenonscale.cluster import get_client
-
         client = get_client(scheduler, workers=workers, quiet=not progress)
     n_workers = 0
     try:
@@ -230,8 +227,6 @@ def train_ngram(
                 counts = counts.result() if counts is not None else None
     finally:
         if own:
-            from xenonscale.cluster import close_client
-
             close_client(client)
     if counts is None:
         counts = count_smiles([], order=order)

@@ -40,6 +40,7 @@ from dataclasses import asdict, dataclass
 import pandas as pd
 from tqdm.auto import tqdm
 
+from xenonscale.cluster import close_client, get_client
 from xenonscale.engine.bookkeeping import (
     JobLock,
     done_markers,
@@ -50,6 +51,7 @@ from xenonscale.engine.bookkeeping import (
 from xenonscale.errors import ConfigError, FeaturizerError, StoreError
 from xenonscale.featurize.base import featurize_safely
 from xenonscale.featurize.registry import FeaturizerSpec, element_tables
+from xenonscale.sources import open_source
 from xenonscale.sources.base import Partition, Source
 from xenonscale.store.layout import (
     BOOKKEEPING,
@@ -195,8 +197,6 @@ def featurize_to_store(
     location = StoreLocation(store, storage_options)
     state = check_output(location, overwrite=overwrite)
     if not isinstance(source, Source):
-        from xenonscale.sources import open_source
-
         source = open_source(source, column=column, kind=spec.kind, **(source_options or {}))
     if partition_rows is None:
         partition_rows = min(50_000, max(1, TASK_BYTES // (8 * max(1, len(featurizer.labels)))))
@@ -391,8 +391,6 @@ def _interrupted_creation(location: StoreLocation) -> bool:
 def _run_pending(pending, source, location, spec, manifest, client, progress, done) -> None:
     import dask.bag as db
     from distributed import as_completed
-
-    from xenonscale.cluster import close_client, get_client
 
     own_client = client is None
     if own_client:

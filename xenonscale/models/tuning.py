@@ -24,7 +24,10 @@ import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from xenonscale.cluster import close_client, get_client
 from xenonscale.errors import ConfigError
+from xenonscale.models.data import StoreDataModule
+from xenonscale.models.training import train_model
 
 __all__ = ["PRUNERS", "TuneResult", "hidden_from_params", "suggest", "tune"]
 
@@ -75,7 +78,6 @@ def _pruner(name: str):
 @functools.lru_cache(maxsize=2)
 def _data(store: str, targets: tuple[str, ...], options: str, seed: int):
     """One DataModule per worker process and store (setup once, reused by trials)."""
-    from xenonscale.models.data import StoreDataModule
 
     data = StoreDataModule(store, list(targets), seed=seed, **json.loads(options))
     data.setup("fit")
@@ -89,8 +91,6 @@ def _run_trial(
     import optuna
     import torch
     from optuna_integration.pytorch_lightning import PyTorchLightningPruningCallback
-
-    from xenonscale.models.training import train_model
 
     torch.set_num_threads(1)
     optuna.logging.set_verbosity(optuna.logging.WARNING)
@@ -183,8 +183,6 @@ def tune(
     import optuna
     from distributed import as_completed
     from tqdm.auto import tqdm
-
-    from xenonscale.cluster import close_client, get_client
 
     if trials < 1:
         raise ConfigError(f"--trials {trials!r}: ask for at least one trial")

@@ -36,6 +36,8 @@ from xenonscale.featurize.base import (
     check_on_error,
     featurize_safely,
 )
+from xenonscale.featurize.registry import element_tables
+from xenonscale.zoo import Zoo, ZooModel
 
 __all__ = ["FrozenFeaturizer", "frozen_family", "hidden_activations"]
 
@@ -76,8 +78,6 @@ class FrozenFeaturizer(BatchTransformer):
 
     def _loaded(self) -> list:
         if getattr(self, "_models_", None) is None:
-            from xenonscale.zoo import Zoo, ZooModel
-
             check_on_error(self.on_error)
             refs = [self.models] if isinstance(self.models, str) else list(self.models)
             if not refs:
@@ -114,8 +114,6 @@ class FrozenFeaturizer(BatchTransformer):
 
     @property
     def tables(self) -> list:
-        from xenonscale.featurize.registry import element_tables
-
         return [t for model in self._loaded() for t in element_tables(model.featurizer)]
 
     def featurize_batch(self, inputs: Sequence[object]) -> FeatureBatch:

@@ -72,9 +72,14 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from xenonscale.cluster import single_threaded
+from xenonscale.cluster import close_client, get_client, single_threaded
 from xenonscale.errors import ConfigError
 from xenonscale.featurize.base import errors_frame, featurize_safely
+from xenonscale.models.backbones import predict_array
+from xenonscale.transfer.frozen import hidden_activations
+from xenonscale.zoo import Zoo
+from xenonscale.zoo.card import featurizer_spec
+from xenonscale.zoo.zoo import resolve_location
 
 __all__ = [
     "BASELINE_SPEC",
@@ -178,7 +183,6 @@ def parse_features(features: str) -> tuple[str, ...]:
 
 def baseline_descriptors(inputs: Sequence[object]) -> tuple[np.ndarray, np.ndarray, list]:
     """``(float32 values, ok, errors)`` of the baseline descriptors (:data:`BASELINE_SPEC`)."""
-    from xenonscale.zoo.card import featurizer_spec
 
     batch = featurize_safely(featurizer_spec(BASELINE_SPEC).build(), list(inputs))
     values = np.nan_to_num(np.asarray(batch.values, np.float32))
@@ -193,9 +197,7 @@ def source_features(
     A row is ok when the source's featurizer (and, with ``descriptors``, the
     baseline's) could read it.
     """
-    from xenonscale.models.backbones import predict_array
     from xenonscale.transfer.finetune import featurize_for
-    from xenonscale.transfer.frozen import hidden_activations
 
     x, ok, errors = featurize_for(source, inputs)
     x = np.nan_to_num(x)
@@ -231,7 +233,6 @@ def _score_source(
 ) -> dict:
     """One Dask task: load ``ref`` from the zoo location, CV-score its frozen features."""
     from xenonscale.transfer.finetune import featurize_for, fine_tune
-    from xenonscale.zoo import Zoo
 
     started = time.perf_counter()
     with single_threaded(), Zoo(catalog, artifacts=artifacts) as zoo:
@@ -382,11 +383,8 @@ class ShotgunResult:
 
 
 def _zoo_location(zoo) -> tuple[str, str]:
-    from xenonscale.zoo import Zoo
-
     if isinstance(zoo, Zoo):
         return zoo.catalog.url, zoo.artifacts.root
-    from xenonscale.zoo.zoo import resolve_location
 
     return resolve_location(zoo)
 
@@ -444,8 +442,6 @@ def shotgun(
     client, workers, scheduler
         A Dask client, else one from :func:`xenonscale.cluster.get_client`.
     """
-    from xenonscale.cluster import close_client, get_client
-    from xenonscale.zoo import Zoo
 
     started = time.perf_counter()
     if learner not in LEARNERS:
@@ -580,7 +576,6 @@ def _fit_feature_predictor(
 def _final(row: dict, inputs, y, zoo, learner, depth, finetune_options, seed, parts):
     """Refit the chosen method of one ranked source on all rows."""
     from xenonscale.transfer.finetune import fine_tune
-    from xenonscale.zoo import Zoo
 
     if isinstance(zoo, Zoo):
         source = zoo.load(row["name"])

@@ -51,7 +51,15 @@ import pandas as pd
 
 from xenonscale.errors import ConfigError, ZooIntegrityError
 from xenonscale.zoo.archive import read_archive, write_archive
-from xenonscale.zoo.artifacts import CARD, WEIGHTS, ArtifactStore, check_file, sha256_hex
+from xenonscale.zoo.artifacts import (
+    CARD,
+    WEIGHTS,
+    ArtifactStore,
+    check_file,
+    sha256_hex,
+    weights_from_bytes,
+    weights_to_bytes,
+)
 from xenonscale.zoo.card import key_metrics, package_versions, validate_card
 from xenonscale.zoo.catalog import Catalog, Entry, utc_now
 from xenonscale.zoo.limits import ZooLimits, check_model_config
@@ -183,7 +191,6 @@ class Zoo:
             ``"production"`` promotes the new version (archiving the previous one).
         """
         from xenonscale.models.backbones import PropertyModel
-        from xenonscale.zoo.artifacts import weights_to_bytes
 
         check_name(name)
         if not isinstance(model, PropertyModel):
@@ -266,7 +273,6 @@ class Zoo:
         one :class:`~xenonscale.errors.ZooError` line.
         """
         from xenonscale.models.backbones import PropertyModel
-        from xenonscale.zoo.artifacts import weights_from_bytes
 
         where = f"archive {os.fspath(path)!r}"
         card, weights, files = read_archive(path, self._options_for(path), limits=self.limits)
