@@ -12,7 +12,7 @@ from xenonscale.errors import StoreLockedError
 from xenonscale.featurize.registry import FeaturizerSpec
 from xenonscale.store.layout import StoreLocation
 from xenonscale.workflows.registration import train_and_register
-from xenonscale.workflows.retrain import retrain
+from xenonscale.workflows.retraining import retrain
 from xenonscale.zoo import Zoo
 
 SPEC = FeaturizerSpec.parse("composition", "classic", elements="xenonpy58")

@@ -288,7 +288,7 @@ def retrain(zoo, artifacts, storage_options, only, max_age_days, max_epochs, no_
     overrides the epochs on each model's card.
     """
     from xenonscale.viz.training import training_figures
-    from xenonscale.workflows.retrain import retrain as run_retrain
+    from xenonscale.workflows.retraining import retrain as run_retrain
 
     report = run_retrain(
         zoo=options.open_zoo(zoo, artifacts, storage_options),

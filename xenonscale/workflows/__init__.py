@@ -17,14 +17,19 @@ Examples
 """
 
 from xenonscale.workflows.presets import PRESETS, SourceModel, build_preset
-from xenonscale.workflows.registration import register_best_trial, train_and_register
-from xenonscale.workflows.retrain import retrain, staleness
+from xenonscale.workflows.registration import (
+    register_best_trial,
+    register_result,
+    train_and_register,
+)
+from xenonscale.workflows.retraining import retrain, staleness
 
 __all__ = [
     "PRESETS",
     "SourceModel",
     "build_preset",
     "register_best_trial",
+    "register_result",
     "retrain",
     "staleness",
     "train_and_register",

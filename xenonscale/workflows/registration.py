@@ -26,7 +26,7 @@ from xenonscale.models.training import TrainResult, train_model
 from xenonscale.models.tuning import TuneResult, hidden_from_params
 from xenonscale.zoo import Zoo
 
-__all__ = ["Figures", "register_best_trial", "train_and_register"]
+__all__ = ["Figures", "register_best_trial", "register_result", "train_and_register"]
 
 #: Draws files for a trained model (plots) and returns ``{file name: path}``.
 Figures = Callable[[TrainResult], dict[str, Path]]

@@ -14,7 +14,7 @@ in the zoo's artifact location stops two runs at once.
 
 Examples
 --------
->>> from xenonscale.workflows.retrain import retrain
+>>> from xenonscale.workflows.retraining import retrain
 >>> report = retrain(zoo="my-zoo", max_age_days=30)  # doctest: +SKIP
 >>> [(r["name"], r["action"]) for r in report]  # doctest: +SKIP
 [('oqmd-hf', 'promoted'), ('mp-gap', 'up to date')]
