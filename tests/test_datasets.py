@@ -11,7 +11,6 @@ import dataclasses
 import functools
 import gzip
 import http.server
-import importlib
 import os
 import shutil
 import threading
@@ -21,7 +20,7 @@ import pandas as pd
 import pytest
 
 from xenonscale import datasets
-from xenonscale.datasets import registry
+from xenonscale.datasets import files, registry
 from xenonscale.errors import (
     ChecksumError,
     ConfigError,
@@ -39,7 +38,6 @@ if MIRROR is None or not MIRROR.is_dir():
         allow_module_level=True,
     )
 
-fetch_module = importlib.import_module("xenonscale.datasets.fetch")
 CLOSED_PORT_URL = "http://127.0.0.1:9/nothing"  # discard port: nothing listens there
 MATBENCH_ROWS = {
     "matbench_expt_gap": 4604,
@@ -242,7 +240,7 @@ def test_checksum_mismatch_is_detected(tmp_path):
     message = str(info.value)
     assert str(target) in message
     assert datasets.info("esol").sha256 in message
-    assert fetch_module.content_sha256(target) in message
+    assert files.content_sha256(target) in message
     assert datasets.fetch("esol", data_dir=mirror, verify=False) == target
 
 
@@ -260,13 +258,13 @@ def test_hashes_are_memoised_by_path_size_and_mtime(tmp_path, monkeypatch):
     target.parent.mkdir(parents=True)
     shutil.copy(MIRROR / "compositions/matbench_steels_yield.csv", target)
     calls = []
-    real = fetch_module.content_sha256
+    real = files.content_sha256
 
     def counting(path):
         calls.append(Path(path))
         return real(path)
 
-    monkeypatch.setattr(fetch_module, "content_sha256", counting)
+    monkeypatch.setattr(files, "content_sha256", counting)
     for _ in range(3):
         datasets.fetch("matbench_steels_yield", data_dir=mirror)
     assert calls == [target]

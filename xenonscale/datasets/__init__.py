@@ -29,7 +29,7 @@ Cite the original publishers (``info(name).citation``) when reporting results.
 
 from __future__ import annotations
 
-from xenonscale.datasets.fetch import content_sha256, fetch, load
+from xenonscale.datasets.files import content_sha256, fetch, load
 from xenonscale.datasets.registry import KINDS, READERS, Dataset, names, register
 from xenonscale.datasets.registry import get as info
 
