@@ -80,6 +80,55 @@ def test_the_engine_floors_import_nothing_from_the_workflows():
             assert name.split(".")[1] not in NEVER_FROM_BELOW, f"{module} imports {name}"
 
 
+def test_imports_in_function_bodies_say_why_they_are_lazy():
+    """Outside the CLI (lazy by design: start-up time), a xenonscale import in a function body
+    is there for a heavy dependency or a real cycle, and a ``# lazy: ...`` line says which."""
+    silent = []
+    for path in sorted(PACKAGE.rglob("*.py")):
+        module = path.relative_to(PACKAGE).with_suffix("").as_posix()
+        if module.split("/")[0] == "cli":
+            continue
+        lines = path.read_text().splitlines()
+        for node in ast.walk(ast.parse("\n".join(lines), filename=str(path))):
+            if not isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef):
+                continue
+            for inner in ast.walk(node):
+                names = _imported_names(inner)
+                if not any(name.startswith("xenonscale") for name in names):
+                    continue
+                said = lines[inner.lineno - 2].strip() + lines[inner.lineno - 1]
+                if "# lazy:" not in said:
+                    silent.append(f"{module}:{inner.lineno}")
+    assert silent == [], "hoist these to module level, or say why with '# lazy: ...'"
+
+
+def test_no_package_hides_a_module_behind_a_name():
+    """``xenonscale.transfer.shotgun`` is the function: a package never exports a name that
+    is also one of its modules (the module would only be reachable through ``sys.modules``)."""
+    hidden = []
+    for init in sorted(PACKAGE.rglob("__init__.py")):
+        modules = {p.stem for p in init.parent.glob("*.py")}
+        modules |= {p.parent.name for p in init.parent.glob("*/__init__.py")}
+        tree = ast.parse(init.read_text(), filename=str(init))
+        exported = {
+            alias.asname or alias.name
+            for node in tree.body
+            if isinstance(node, ast.ImportFrom)
+            for alias in node.names
+        }
+        package = init.parent.relative_to(PACKAGE.parent).as_posix().replace("/", ".")
+        hidden += [f"{package}.{name}" for name in sorted(exported & modules)]
+    assert hidden == [], "rename the module after what it holds"
+
+
+def _imported_names(node: ast.AST) -> list[str]:
+    if isinstance(node, ast.Import):
+        return [alias.name for alias in node.names]
+    if isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+        return [node.module]
+    return []
+
+
 def test_featurize_finds_the_frozen_family_without_importing_transfer():
     import subprocess
     import sys

@@ -28,6 +28,18 @@ import numpy as np
 import pandas as pd
 
 from xenonscale import datasets
+from xenonscale.cluster import close_client, get_client
+from xenonscale.design import Likelihood, design, train_ngram
+from xenonscale.engine import featurize_to_store
+from xenonscale.featurize.registry import FeaturizerSpec
+from xenonscale.store import open_store, read_errors
+from xenonscale.transfer import shotgun
+from xenonscale.viz import descriptor_heatmap
+from xenonscale.viz.design import property_space_figure, trajectory_figure
+from xenonscale.viz.training import training_figures
+from xenonscale.viz.transfer import parity_figure
+from xenonscale.workflows.registration import train_and_register
+from xenonscale.zoo import Zoo
 
 __all__ = ["run_demo"]
 
@@ -46,11 +58,6 @@ def run_demo(
     progress: bool = True,
 ) -> dict[str, object]:
     """Featurize Matbench ``mp_gap``, train and register a model, transfer, design; a summary."""
-    from xenonscale.cluster import close_client, get_client
-    from xenonscale.engine import featurize_to_store
-    from xenonscale.featurize.registry import FeaturizerSpec
-    from xenonscale.store import open_store, read_errors
-
     output = Path(output_dir)
     output.mkdir(parents=True, exist_ok=True)
     info = datasets.info(DATASET)
@@ -115,10 +122,6 @@ def run_demo(
 
 def _train(store: Path, output: Path, epochs: int, progress: bool) -> dict[str, object]:
     """Train the source model on the classic descriptors of the store, register, predict."""
-    from xenonscale.viz.training import training_figures
-    from xenonscale.workflows.registration import train_and_register
-    from xenonscale.zoo import Zoo
-
     zoo = Zoo(str(output / "zoo"))
     result = train_and_register(
         str(store), "target", name=SOURCE, zoo=zoo, figures=training_figures, promote=True,
@@ -144,9 +147,6 @@ def _train(store: Path, output: Path, epochs: int, progress: bool) -> dict[str, 
 
 def _transfer(output: Path, workers: int, rows: int = 1000) -> dict[str, object]:
     """Shotgun transfer from the zoo to a small real dataset (experimental band gaps)."""
-    from xenonscale.transfer import shotgun
-    from xenonscale.viz.transfer import parity_figure
-
     gap = datasets.load("matbench_expt_gap").sample(frac=1.0, random_state=18012019)
     train, test = gap.iloc[:rows], gap.iloc[rows:]
     result = shotgun(
@@ -174,10 +174,6 @@ def _transfer(output: Path, workers: int, rows: int = 1000) -> dict[str, object]
 
 def _design(output: Path, workers: int, fit_rows: int = 3000) -> dict[str, object]:
     """iQSPR: molecules with ``E`` in (0, 200) kJ/mol and a HOMO-LUMO gap below 3 eV."""
-    from xenonscale.cluster import close_client, get_client
-    from xenonscale.design import Likelihood, design, train_ngram
-    from xenonscale.viz.design import property_space_figure, trajectory_figure
-
     targets = ["E=0:200", "HOMO-LUMO gap=:3"]
     data = datasets.load("iqspr_pubchemqc")
     smiles = data["SMILES"].tolist()
@@ -244,8 +240,6 @@ def _top_correlations(
 
 
 def _heatmap(features: pd.DataFrame, target: np.ndarray, output: Path) -> Path:
-    from xenonscale.viz import descriptor_heatmap
-
     columns = [c for c in features.columns if c.split(":")[0] in ("ave", "var", "max", "min")]
     figure = descriptor_heatmap(
         features[columns], target, max_rows=1500, title="mp_gap: descriptors sorted by band gap"

@@ -53,6 +53,7 @@ from xenonscale.design.keys import (
     Tables,
     prefix_of,
 )
+from xenonscale.design.ngram_store import read_ngram, write_ngram
 from xenonscale.design.tokens import (
     KIND_BEGIN,
     Extended,
@@ -417,8 +418,6 @@ class NGram:
         >>> NGram.load(folder).order
         2
         """
-        from xenonscale.design.ngram_store import write_ngram
-
         low, high = self._settings()
         settings = {
             "del_range": [low, high],
@@ -447,8 +446,6 @@ class NGram:
             ``path`` is not an n-gram directory, or its format version is not
             one this xenonscale reads.
         """
-        from xenonscale.design.ngram_store import read_ngram
-
         stored = read_ngram(path)
         settings = stored.pop("settings")
         return cls(

@@ -42,6 +42,8 @@ from typing import Literal
 import numpy as np
 import pandas as pd
 
+from xenonscale.datasets import fetch
+from xenonscale.elements.builder import build_default_table
 from xenonscale.elements.table import PERIODIC_SYMBOLS, ElementTable
 from xenonscale.errors import ElementTableError
 
@@ -119,8 +121,6 @@ XENONPY58_UNITS: dict[str, str] = {
 # ------------------------------------------------------------------ files
 def _mirror_file(dataset: str) -> Path:
     """Local path of a registered dataset file (mirror, cache, else download)."""
-    from xenonscale.datasets import fetch
-
     return Path(fetch(dataset))
 
 
@@ -281,8 +281,6 @@ def _dist_version(dist: str) -> str:
 @functools.cache
 def _load_preset(name: str) -> ElementTable:
     if name == "xenonscale":
-        from xenonscale.elements.builder import build_default_table
-
         return build_default_table()
     if name == "xenonpy58":
         return load_xenonpy58()

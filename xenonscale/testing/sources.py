@@ -66,6 +66,7 @@ import pandas as pd
 import pytest
 
 from xenonscale.errors import SourceError, XenonscaleError
+from xenonscale.sources import open_source
 from xenonscale.sources.base import Partition, Source
 
 __all__ = [
@@ -194,8 +195,6 @@ class SourceTests:
 
     def open(self, url: str, storage_options: dict) -> Source:
         """Open ``url`` (default: ``open_source(url, **open_options)``)."""
-        from xenonscale.sources import open_source
-
         return open_source(url, storage_options=storage_options or None, **self.open_options)
 
     def missing_url(self, url: str) -> str:

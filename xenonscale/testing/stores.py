@@ -52,8 +52,14 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from xenonscale.cluster import close_client, get_client
+from xenonscale.engine import featurize_to_store
+from xenonscale.engine.bookkeeping import JobLock
 from xenonscale.errors import StoreError, StoreLockedError
+from xenonscale.featurize.base import featurize_safely
 from xenonscale.featurize.registry import FeaturizerSpec
+from xenonscale.store import StoreLocation, open_store, read_errors
+from xenonscale.testing.sources import mark_known_violation
 
 __all__ = ["StoreTests"]
 
@@ -91,8 +97,6 @@ class StoreTests:
 
     @pytest.fixture(autouse=True)
     def _known_violation(self, request):
-        from xenonscale.testing.sources import mark_known_violation
-
         mark_known_violation(request, self.known_violations)
 
     # -- what a subclass provides (class-scoped fixtures) -----------------------------------
@@ -115,8 +119,6 @@ class StoreTests:
     @classmethod
     def client(cls):
         """A Dask client for the jobs (default: an embedded one-worker cluster)."""
-        from xenonscale.cluster import close_client, get_client
-
         client = get_client(workers=1, quiet=True)
         yield client
         close_client(client)
@@ -161,8 +163,6 @@ class StoreTests:
     @classmethod
     def run_job(cls, source, store, client, *, spec=None, overwrite=False):
         """One engine job from the CSV ``source`` into ``store`` (the summary)."""
-        from xenonscale.engine import featurize_to_store
-
         url, options = store
         return featurize_to_store(
             source,
@@ -180,16 +180,12 @@ class StoreTests:
     @classmethod
     def expected(cls, inputs: list, spec: FeaturizerSpec | None = None):
         """The in-memory result on the same inputs (what the store must hold)."""
-        from xenonscale.featurize.base import featurize_safely
-
         spec = spec or cls.spec
         return featurize_safely(spec.build(), inputs, spec.limits)
 
     # -- the contract -----------------------------------------------------------------------
 
     def test_a_job_writes_every_row_as_the_featurizer_computes_it(self, source, finished):
-        from xenonscale.store import open_store, read_errors
-
         _, inputs = source
         (url, options), job = finished
         n = len(inputs)
@@ -219,8 +215,6 @@ class StoreTests:
         assert errors["error"].tolist() == [e.reason for e in want.errors]
 
     def test_a_rerun_resumes_every_partition(self, source, finished, client):
-        from xenonscale.store import open_store
-
         store, first = finished
         url, options = store
         before = open_store(url, storage_options=options or None).features.values
@@ -232,9 +226,6 @@ class StoreTests:
         np.testing.assert_array_equal(after, before)
 
     def test_a_held_job_lock_refuses_a_second_job(self, source, store, finished, client):
-        from xenonscale.engine.bookkeeping import JobLock
-        from xenonscale.store import StoreLocation
-
         path, _ = source
         for target in (store, finished[0]):  # a new store, and a rerun of a finished one
             location = StoreLocation(target[0], target[1] or None)
@@ -245,8 +236,6 @@ class StoreTests:
         assert (job.featurized + job.errors, job.resumed_partitions) == (job.rows, 0)
 
     def test_another_spec_is_refused_unless_overwrite(self, source, store, client):
-        from xenonscale.store import open_store
-
         path, inputs = source
         self.run_job(path, store, client)
         with pytest.raises(StoreError, match="overwrite"):
@@ -279,8 +268,6 @@ class StoreTests:
         assert sorted(p.rsplit("/", 1)[-1] for p in fs.ls(root, detail=False)) == ["notes.txt"]
 
     def test_open_store_and_read_errors_refuse_a_missing_store(self, store):
-        from xenonscale.store import open_store, read_errors
-
         url, options = store
         with pytest.raises(StoreError):
             open_store(url, storage_options=options or None)

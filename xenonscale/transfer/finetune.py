@@ -41,11 +41,12 @@ from torch import nn
 
 from xenonscale.errors import ConfigError
 from xenonscale.featurize.base import errors_frame, featurize_safely
-from xenonscale.models.backbones import PropertyModel
+from xenonscale.models.backbones import PropertyModel, predict_array
 from xenonscale.models.data import ArrayStream
 from xenonscale.models.module import PropertyRegressor
 from xenonscale.models.quiet import quiet_training
 from xenonscale.models.splits import split_indices
+from xenonscale.zoo import Zoo, ZooModel
 
 __all__ = ["FREEZE_MODES", "FineTuned", "featurize_for", "fine_tune", "transfer_model"]
 
@@ -166,8 +167,6 @@ class FineTuned:
         return f"finetune[{self.freeze}]:{self.source.ref}"
 
     def predict_features(self, x: np.ndarray) -> np.ndarray:
-        from xenonscale.models.training import predict_array
-
         return predict_array(self.model, np.asarray(x, np.float32)).astype(np.float64)
 
     def predict(self, inputs: Sequence[object]) -> np.ndarray:
@@ -197,8 +196,6 @@ class FineTuned:
 
 
 def _load(source, zoo):
-    from xenonscale.zoo import Zoo, ZooModel
-
     if isinstance(source, ZooModel):
         return source
     if isinstance(zoo, Zoo):

@@ -197,6 +197,7 @@ def source_features(
     A row is ok when the source's featurizer (and, with ``descriptors``, the
     baseline's) could read it.
     """
+    # lazy: finetune imports Lightning, kept off the frozen featurizer's import path
     from xenonscale.transfer.finetune import featurize_for
 
     x, ok, errors = featurize_for(source, inputs)
@@ -232,6 +233,7 @@ def _score_source(
     parts: Sequence[str] = ("hidden",),
 ) -> dict:
     """One Dask task: load ``ref`` from the zoo location, CV-score its frozen features."""
+    # lazy: finetune imports Lightning, kept off the frozen featurizer's import path
     from xenonscale.transfer.finetune import featurize_for, fine_tune
 
     started = time.perf_counter()
@@ -575,6 +577,7 @@ def _fit_feature_predictor(
 
 def _final(row: dict, inputs, y, zoo, learner, depth, finetune_options, seed, parts):
     """Refit the chosen method of one ranked source on all rows."""
+    # lazy: finetune imports Lightning, kept off the frozen featurizer's import path
     from xenonscale.transfer.finetune import fine_tune
 
     if isinstance(zoo, Zoo):

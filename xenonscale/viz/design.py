@@ -30,6 +30,8 @@ import pandas as pd
 from matplotlib.figure import Figure
 from matplotlib.patches import Rectangle
 
+from xenonscale.design.targets import parse_targets
+
 __all__ = ["property_space_figure", "trajectory_figure"]
 
 
@@ -77,8 +79,6 @@ def property_space_figure(
         Known data with the property columns, drawn in grey behind (the axes
         span the populations and the target bounds, not the reference).
     """
-    from xenonscale.design.targets import parse_targets
-
     by_name = {t.name: t for t in parse_targets(targets)}
     names = list(properties or list(by_name))[:2]
     available = np.sort(frame["step"].unique())

@@ -76,7 +76,8 @@ def parity_plot(
     lo, hi = (np.nanmin(both), np.nanmax(both)) if len(both) else (0.0, 1.0)
     ax.plot([lo, hi], [lo, hi], color="black", lw=0.8)
     ax.set(xlabel=f"true {label}", ylabel=f"predicted {label}", aspect="equal")
-    from xenonscale.models.metrics import regression_metrics  # torch-free, but lazy anyway
+    # lazy: the module is torch-free, its package (xenonscale.models) imports torch
+    from xenonscale.models.metrics import regression_metrics
 
     m = regression_metrics(y_true, y_pred)
     ax.text(

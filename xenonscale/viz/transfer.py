@@ -21,6 +21,7 @@ def parity_figure(y, transfer, baseline, *, label: str, title: str):
     """Transfer (left) and baseline (right) parity panels on one ``Figure`` (no pyplot)."""
     from matplotlib.figure import Figure
 
+    # lazy: the module is torch-free, its package (xenonscale.models) imports torch
     from xenonscale.models.metrics import regression_metrics
 
     figure = Figure(figsize=(9, 4.4), layout="constrained")

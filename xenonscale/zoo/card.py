@@ -52,6 +52,7 @@ from typing import Any
 import numpy as np
 
 from xenonscale.errors import ConfigError
+from xenonscale.featurize.registry import FeaturizerSpec, element_tables
 from xenonscale.versions import installed_versions
 
 __all__ = [
@@ -82,8 +83,6 @@ def package_versions(recorded: Mapping[str, Any] | None = None) -> dict[str, str
 
 def featurizer_spec(value: Any):
     """A :class:`FeaturizerSpec` from a card's ``featurizer`` (dict or spec); validated."""
-    from xenonscale.featurize.registry import FeaturizerSpec
-
     if isinstance(value, FeaturizerSpec):
         spec = value
     elif isinstance(value, Mapping):
@@ -113,8 +112,6 @@ def featurizer_fields(spec) -> dict:
     computed in this environment (a feature store's attributes record the same
     facts for store-trained models).
     """
-    from xenonscale.featurize.registry import element_tables
-
     spec = featurizer_spec(spec)
     featurizer = spec.build()
     return {

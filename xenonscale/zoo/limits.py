@@ -31,6 +31,7 @@ from dataclasses import dataclass, fields
 from typing import Any
 
 from xenonscale.errors import ConfigError, ZooError
+from xenonscale.models.backbones import ACTIVATIONS, model_size
 
 __all__ = ["ZooLimits", "check_model_config", "weights_bound"]
 
@@ -125,8 +126,6 @@ def check_model_config(
     ...
     xenonscale.errors.ZooError: card['model']['hidden'][0] = 0: give a positive integer ...
     """
-    from xenonscale.models.backbones import ACTIVATIONS, model_size
-
     limits = limits or ZooLimits()
     field = f"{where}['model']" if where == "card" else f"{where}: card['model']"
     if not isinstance(config, Mapping):

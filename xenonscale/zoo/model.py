@@ -22,7 +22,9 @@ import pandas as pd
 
 from xenonscale.errors import ConfigError, ZooError, ZooMismatchError
 from xenonscale.featurize.base import errors_frame, featurize_safely
+from xenonscale.featurize.registry import element_tables
 from xenonscale.models.backbones import predict_array
+from xenonscale.zoo.card import featurizer_spec
 from xenonscale.zoo.refs import ModelRef
 
 __all__ = ["ZooModel"]
@@ -98,9 +100,6 @@ class ZooModel:
         return self._featurizer
 
     def _build_featurizer(self):
-        from xenonscale.featurize.registry import element_tables
-        from xenonscale.zoo.card import featurizer_spec
-
         if self.card.get("featurizer") is None:
             raise ZooError(
                 f"{self.ref} was trained on arbitrary features (its card has no featurizer): "

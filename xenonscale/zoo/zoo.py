@@ -50,6 +50,7 @@ from pathlib import Path
 import pandas as pd
 
 from xenonscale.errors import ConfigError, ZooIntegrityError
+from xenonscale.models.backbones import PropertyModel
 from xenonscale.zoo.archive import read_archive, write_archive
 from xenonscale.zoo.artifacts import (
     CARD,
@@ -190,8 +191,6 @@ class Zoo:
         stage : {"candidate", "production"}
             ``"production"`` promotes the new version (archiving the previous one).
         """
-        from xenonscale.models.backbones import PropertyModel
-
         check_name(name)
         if not isinstance(model, PropertyModel):
             raise ConfigError(
@@ -272,8 +271,6 @@ class Zoo:
         (see :mod:`xenonscale.zoo.archive`): a hostile or oversized archive is
         one :class:`~xenonscale.errors.ZooError` line.
         """
-        from xenonscale.models.backbones import PropertyModel
-
         where = f"archive {os.fspath(path)!r}"
         card, weights, files = read_archive(path, self._options_for(path), limits=self.limits)
         target = check_name(name if name is not None else card.get("name"))
@@ -328,8 +325,6 @@ class Zoo:
 
     def load(self, ref: str | ModelRef) -> ZooModel:
         """A :class:`ZooModel` (weights checked against their sha256, model in eval mode)."""
-        from xenonscale.models.backbones import PropertyModel
-
         entry = self._checked(ref)
         check_model_config(entry.card.get("model"), self.limits, where=str(entry.ref))
         model = PropertyModel.from_config(entry.card["model"])

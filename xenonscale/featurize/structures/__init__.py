@@ -33,6 +33,7 @@ Examples
 
 from __future__ import annotations
 
+from xenonscale.featurize.compositions import Compositions, ElementStatistics
 from xenonscale.featurize.registry import register_featurizer
 from xenonscale.featurize.structures.compositions import StructureComposition
 from xenonscale.featurize.structures.ofm import OrbitalFieldMatrix
@@ -52,8 +53,6 @@ __all__ = [
 
 def _pooling(featurizers: str):
     def factory(elements: str | None) -> StructureComposition:
-        from xenonscale.featurize.compositions import Compositions
-
         return StructureComposition(
             Compositions(elements=elements or "xenonscale", featurizers=featurizers)
         )
@@ -62,8 +61,6 @@ def _pooling(featurizers: str):
 
 
 def _magpie(elements: str | None) -> StructureComposition:
-    from xenonscale.featurize.compositions import ElementStatistics
-
     return StructureComposition(ElementStatistics())  # the Magpie table, whatever --elements says
 
 

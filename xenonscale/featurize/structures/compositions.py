@@ -30,6 +30,7 @@ import numpy as np
 
 from xenonscale.chem.formula import RowError, describe_input
 from xenonscale.featurize.base import BatchTransformer, FeatureBatch, check_on_error
+from xenonscale.featurize.compositions import Compositions
 from xenonscale.featurize.structures.parse import parse_structures
 
 __all__ = ["StructureComposition"]
@@ -64,8 +65,6 @@ class StructureComposition(BatchTransformer):
             return self.featurizer
         cached = getattr(self, "_default", None)
         if cached is None:
-            from xenonscale.featurize.compositions import Compositions
-
             cached = self._default = Compositions()
         return cached
 
