@@ -10,10 +10,38 @@ same for the best parameters of an Optuna study
 
 Examples
 --------
+A store of 64 iron oxides (target: the iron fraction) featurized on an
+in-process Dask client, a small network trained on it for three epochs and
+registered with its plots (a few seconds):
+
+>>> import tempfile
+>>> from pathlib import Path
+>>> from distributed import Client
+>>> from xenonscale.engine import featurize_to_store
+>>> from xenonscale.featurize.registry import FeaturizerSpec
+>>> from xenonscale.viz.training import training_figures
 >>> from xenonscale.workflows.registration import train_and_register
->>> result = train_and_register("gap.zarr", name="gap", zoo="my-zoo")  # doctest: +SKIP
->>> result.ref  # doctest: +SKIP
-'gap@1'
+>>> from xenonscale.zoo import Zoo
+>>> folder = Path(tempfile.mkdtemp())
+>>> rows = [f"Fe{a}O{b},{a / (a + b):.3f}" for a in range(1, 9) for b in range(1, 9)]
+>>> _ = (folder / "oxides.csv").write_text("formula,target\\n" + "\\n".join(rows))
+>>> with Client(processes=False, n_workers=1, dashboard_address=None) as client:
+...     _ = featurize_to_store(
+...         str(folder / "oxides.csv"), str(folder / "oxides.zarr"),
+...         FeaturizerSpec.parse("composition", "classic"),
+...         column="formula", client=client, progress=False,
+...     )
+>>> zoo = Zoo(folder / "zoo")
+>>> result = train_and_register(
+...     str(folder / "oxides.zarr"), name="fe-o", zoo=zoo, figures=training_figures,
+...     output=folder / "fe-o", hidden=(16,), max_epochs=3, batch_size=16,
+...     accelerator="cpu", progress=False,
+... )
+>>> result.ref, sorted(result.files)
+('fe-o@1', ['learning_curve.png', 'parity.png'])
+>>> zoo.load("fe-o").predict(["Fe3O4", "Xx2"])["target"].isna().tolist()
+[False, True]
+>>> zoo.close()
 """
 
 from __future__ import annotations
