@@ -14,10 +14,39 @@ in the zoo's artifact location stops two runs at once.
 
 Examples
 --------
->>> from xenonscale.workflows.retraining import retrain
->>> report = retrain(zoo="my-zoo", max_age_days=30)  # doctest: +SKIP
->>> [(r["name"], r["action"]) for r in report]  # doctest: +SKIP
-[('oqmd-hf', 'promoted'), ('mp-gap', 'up to date')]
+A model trained on a store of iron oxides is up to date until the store is
+rebuilt with more oxides; then a new version is trained with the same
+settings and compared with the current one on the same rows (seconds):
+
+>>> import tempfile
+>>> from pathlib import Path
+>>> from distributed import Client
+>>> from xenonscale.engine import featurize_to_store
+>>> from xenonscale.featurize.registry import FeaturizerSpec
+>>> from xenonscale.workflows import retrain, train_and_register
+>>> from xenonscale.zoo import Zoo
+>>> folder = Path(tempfile.mkdtemp())
+>>> def build_store(irons):
+...     rows = [f"Fe{a}O{b},{a / (a + b):.3f}" for a in range(1, irons + 1) for b in range(1, 9)]
+...     _ = (folder / "oxides.csv").write_text("formula,target\\n" + "\\n".join(rows))
+...     with Client(processes=False, n_workers=1, dashboard_address=None) as client:
+...         _ = featurize_to_store(
+...             str(folder / "oxides.csv"), str(folder / "oxides.zarr"),
+...             FeaturizerSpec.parse("composition", "classic"),
+...             column="formula", client=client, progress=False, overwrite=True,
+...         )
+>>> build_store(8)
+>>> zoo = Zoo(folder / "zoo")
+>>> _ = train_and_register(
+...     str(folder / "oxides.zarr"), name="fe-o", zoo=zoo, promote=True, output=folder / "v1",
+...     hidden=(16,), max_epochs=3, batch_size=16, accelerator="cpu", progress=False,
+... )
+>>> [(r["name"], r["action"]) for r in retrain(zoo=zoo, progress=False)]
+[('fe-o', 'up to date')]
+>>> build_store(10)
+>>> [(r["reason"], r["new"], r["current"]) for r in retrain(zoo=zoo, progress=False)]
+[('store changed', 'fe-o@2', 'fe-o@1')]
+>>> zoo.close()
 """
 
 from __future__ import annotations
