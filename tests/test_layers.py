@@ -137,7 +137,7 @@ def test_featurize_finds_the_frozen_family_without_importing_transfer():
         "import sys; from xenonscale.featurize.registry import family_names, _factory; "
         "import xenonscale.engine, xenonscale.sources, xenonscale.store; "
         "loaded = sorted(m for m in sys.modules if m.startswith('xenonscale.') and "
-        "m.split('.')[1] in ('zoo', 'transfer', 'design', 'cli', 'models')); "
+        "m.split('.')[1] in ('zoo', 'transfer', 'design', 'workflows', 'viz', 'cli', 'models')); "
         "assert loaded == [], loaded; assert 'frozen' in family_names(); "
         "assert _factory('composition', 'frozen:m@1') is not None; print('ok')"
     )
