@@ -28,7 +28,7 @@ XENONSCALE_DATA_DIR ?= $(abspath ../shared/data)
 export XENONSCALE_DATA_DIR
 endif
 
-.PHONY: install peers demo test lint bench lock clean
+.PHONY: install peers environments demo test lint bench lock clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -54,15 +54,19 @@ install: $(STAMP)
 
 peers: $(PEERS_STAMP)
 
+# Both environments, built side by side (pip waits on downloads and unpacking).
+environments:
+	@$(MAKE) --no-print-directory -j2 $(STAMP) $(PEERS_STAMP)
+
 # Record what the tests ran with (commit the two files after a green `make test`).
-lock: $(STAMP) $(PEERS_STAMP)
+lock: environments
 	$(BIN)/pip freeze --exclude-editable | grep -v "^-e " > requirements/core.lock
 	$(PEERS_BIN)/pip freeze > requirements/peers.lock
 
 demo: $(STAMP)
 	$(BIN)/xenonscale demo
 
-test: $(STAMP) $(PEERS_STAMP)
+test: environments
 	$(BIN)/ruff check xenonscale tests bench
 	$(BIN)/python -m pytest
 
@@ -70,7 +74,7 @@ lint: $(STAMP)
 	$(BIN)/ruff check xenonscale tests bench
 	$(BIN)/ruff format --check xenonscale tests bench
 
-bench: $(STAMP) $(PEERS_STAMP)
+bench: environments
 	$(BIN)/python bench/compositions.py
 
 clean:
