@@ -222,6 +222,11 @@ class PropertyModel(nn.Module):
         """Hidden-layer activations (block outputs) for raw features ``x``."""
         return self.backbone.hidden_features(self.inputs(x))
 
+    @property
+    def hidden_widths(self) -> list[int]:
+        """The width of each of :meth:`hidden_features`' outputs, first to last."""
+        return list(self.config["hidden"])
+
 
 def predict_array(model: PropertyModel, x, batch_size: int = 65_536):
     """Predictions ``float32[n, targets]`` in target units for features ``x`` (eval, no grad)."""

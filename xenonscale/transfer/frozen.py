@@ -46,7 +46,7 @@ def hidden_activations(model, x: np.ndarray, blocks: Sequence[int],
                        batch_rows: int = 65_536) -> np.ndarray:  # fmt: skip
     """The outputs of hidden ``blocks`` of a PropertyModel for float32 ``x``, side by side."""
     model.eval()
-    widths = [model.config["hidden"][b] for b in blocks]
+    widths = [model.hidden_widths[b] for b in blocks]
     out = np.empty((len(x), sum(widths)), dtype=np.float32)
     with torch.no_grad():
         for lo in range(0, len(x), batch_rows):
@@ -94,7 +94,7 @@ class FrozenFeaturizer(BatchTransformer):
         return self._models_
 
     def _blocks(self, model) -> list[int]:
-        n = len(model.model.config["hidden"])
+        n = len(model.model.hidden_widths)
         if self.depth is None:
             return list(range(n))
         if not 1 <= int(self.depth) <= n:
@@ -108,7 +108,7 @@ class FrozenFeaturizer(BatchTransformer):
         out = []
         for model in self._loaded():
             for block in self._blocks(model):
-                width = model.model.config["hidden"][block]
+                width = model.model.hidden_widths[block]
                 out.extend(f"{model.ref}:h{block}:{unit}" for unit in range(width))
         return out
 

@@ -300,7 +300,7 @@ def _method_prefix(parts: Sequence[str]) -> str:
 
 
 def _blocks(source, depth: int) -> list[int]:
-    n = len(source.model.config["hidden"])
+    n = len(source.model.hidden_widths)
     depth = min(int(depth), n)
     return list(range(n - depth, n))
 

@@ -50,7 +50,7 @@ from pathlib import Path
 import pandas as pd
 
 from xenonscale.errors import ConfigError, ZooIntegrityError
-from xenonscale.models.backbones import PropertyModel
+from xenonscale.models.networks import build_model, is_property_model
 from xenonscale.zoo.archive import read_archive, write_archive
 from xenonscale.zoo.artifacts import (
     CARD,
@@ -192,10 +192,10 @@ class Zoo:
             ``"production"`` promotes the new version (archiving the previous one).
         """
         check_name(name)
-        if not isinstance(model, PropertyModel):
+        if not is_property_model(model):
             raise ConfigError(
-                f"model {type(model).__name__!r}: the zoo stores PropertyModel instances "
-                "(xenonscale.models.PropertyModel)"
+                f"model {type(model).__name__!r}: the zoo stores the networks of "
+                "xenonscale.models.networks.BACKBONES (e.g. xenonscale.models.PropertyModel)"
             )
         body = validate_card(card, model.config)
         versions = body.pop("versions", None)
@@ -275,7 +275,7 @@ class Zoo:
         card, weights, files = read_archive(path, self._options_for(path), limits=self.limits)
         target = check_name(name if name is not None else card.get("name"))
         check_model_config(card.get("model"), self.limits, where=where)
-        model = PropertyModel.from_config(card["model"])
+        model = build_model(card["model"])
         try:
             model.load_state_dict(weights_from_bytes(weights), strict=True)
         except RuntimeError as exc:
@@ -327,7 +327,7 @@ class Zoo:
         """A :class:`ZooModel` (weights checked against their sha256, model in eval mode)."""
         entry = self._checked(ref)
         check_model_config(entry.card.get("model"), self.limits, where=str(entry.ref))
-        model = PropertyModel.from_config(entry.card["model"])
+        model = build_model(entry.card["model"])
         try:
             model.load_state_dict(
                 self.artifacts.read_weights(entry.uri, entry.weights_sha256), strict=True
