@@ -33,8 +33,11 @@ from xenonscale.errors import ConfigError
 __all__ = [
     "ACTIVATIONS",
     "MLP",
+    "TASKS",
+    "PortableModel",
     "PropertyModel",
     "Standardize",
+    "check_task",
     "mlp_config",
     "model_size",
     "predict_array",
@@ -49,6 +52,9 @@ ACTIVATIONS = {
     "tanh": nn.Tanh,
     "softplus": nn.Softplus,
 }
+
+#: What a model predicts: a number in the target's units, or the probability of class 1.
+TASKS = ("regression", "classification")
 
 _DEFAULTS = {
     "hidden": [512, 256, 128],
@@ -93,7 +99,9 @@ def model_size(config: dict) -> tuple[int, int]:
     >>> model_size({"in_features": 10_000_000, "hidden": [10_000_000]})[0] > 10**14
     True
     """
-    config = mlp_config(**{k: v for k, v in config.items() if k != "input_clip"})
+    config = mlp_config(
+        **{k: v for k, v in config.items() if k not in ("input_clip", "task", "backbone")}
+    )
     parameters = buffers = 0
     width = config["in_features"]
     for size in config["hidden"]:
@@ -178,26 +186,80 @@ class Standardize(nn.Module):
         return z.clamp(-self.clip, self.clip)
 
 
-class PropertyModel(nn.Module):
-    """Input standardization → backbone → target scale; portable (see the module docstring).
+def check_task(task: str) -> str:
+    """``task`` if it is one of :data:`TASKS`, else a one-line :class:`ConfigError`."""
+    if task not in TASKS:
+        raise ConfigError(f"task={task!r}: use one of {', '.join(TASKS)}")
+    return task
 
-    ``forward`` returns predictions in the target's units; ``forward_scaled``
-    returns them in standardized units (what the loss sees).
+
+class PortableModel(nn.Module):
+    """What every backbone shares: the target statistics and the task-aware output.
+
+    A subclass sets ``self.config`` (JSON; ``config["task"]`` defaults to
+    regression), calls :meth:`_init_targets` and implements ``forward_scaled``
+    (standardized targets for a regression, logits for a classification),
+    ``hidden_features`` and ``hidden_widths``. ``forward`` then returns
+    predictions in the target's units, or probabilities of class 1.
+    """
+
+    config: dict
+
+    def _init_targets(self, outputs: int) -> None:
+        self.register_buffer("target_mean", torch.zeros(outputs))
+        self.register_buffer("target_std", torch.ones(outputs))
+
+    @property
+    def task(self) -> str:
+        return self.config.get("task", "regression")
+
+    def fit_targets(self, y_mean, y_std) -> PortableModel:
+        """Set the target statistics (training split only; a classifier keeps 0 and 1)."""
+        if self.task == "classification":
+            return self
+        y_std = _as_vector(y_std)
+        self.target_mean.copy_(_as_vector(y_mean))
+        self.target_std.copy_(torch.where(y_std > 0, y_std, torch.ones_like(y_std)))
+        return self
+
+    def forward_scaled(self, x) -> torch.Tensor:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    def forward(self, x) -> torch.Tensor:
+        out = self.forward_scaled(x)
+        if self.task == "classification":
+            return torch.sigmoid(out)
+        return out * self.target_std + self.target_mean
+
+
+def _as_vector(values) -> torch.Tensor:
+    return torch.as_tensor(values, dtype=torch.float32).reshape(-1)
+
+
+class PropertyModel(PortableModel):
+    """Input standardization → MLP → target scale; portable (see the module docstring).
+
+    ``forward`` returns predictions in the target's units (probabilities for
+    ``config["task"] == "classification"``); ``forward_scaled`` returns them
+    in standardized units or logits (what the loss sees).
     """
 
     def __init__(self, config: dict):
         super().__init__()
-        options = {k: v for k, v in config.items() if k != "input_clip"}
+        options = {k: v for k, v in config.items() if k not in ("input_clip", "task", "backbone")}
         clip = float(config.get("input_clip", 10.0))
         if not clip > 0:
             raise ConfigError(f"input_clip={clip!r}: use a positive bound (standard deviations)")
         self.config = mlp_config(**options) | {"input_clip": clip}
+        if "task" in config:
+            self.config["task"] = check_task(config["task"])
+        if "backbone" in config:
+            self.config["backbone"] = config["backbone"]
         self.inputs = Standardize(self.config["in_features"], clip)
         self.backbone = MLP(
             **{k: self.config[k] for k in ("in_features", "out_features", *_DEFAULTS)}
         )
-        self.register_buffer("target_mean", torch.zeros(self.config["out_features"]))
-        self.register_buffer("target_std", torch.ones(self.config["out_features"]))
+        self._init_targets(self.config["out_features"])
 
     @classmethod
     def from_config(cls, config: dict) -> PropertyModel:
@@ -205,18 +267,12 @@ class PropertyModel(nn.Module):
 
     def fit_scaling(self, x_mean, x_std, y_mean, y_std) -> PropertyModel:
         """Set input and target statistics (from the training split only)."""
-        as_tensor = lambda v: torch.as_tensor(v, dtype=torch.float32).reshape(-1)  # noqa: E731
-        self.inputs.fit(as_tensor(x_mean), as_tensor(x_std))
-        y_std = as_tensor(y_std)
-        self.target_mean.copy_(as_tensor(y_mean))
-        self.target_std.copy_(torch.where(y_std > 0, y_std, torch.ones_like(y_std)))
+        self.inputs.fit(_as_vector(x_mean), _as_vector(x_std))
+        self.fit_targets(y_mean, y_std)
         return self
 
     def forward_scaled(self, x: torch.Tensor) -> torch.Tensor:
         return self.backbone(self.inputs(x))
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.forward_scaled(x) * self.target_std + self.target_mean
 
     def hidden_features(self, x: torch.Tensor) -> list[torch.Tensor]:
         """Hidden-layer activations (block outputs) for raw features ``x``."""
