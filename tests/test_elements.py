@@ -194,6 +194,77 @@ def test_xenonpy58_via_load_table(data_root: Path) -> None:
         presets.clear_cache()
 
 
+# ------------------------------------------------- mat2vec, oliynyk, jarvis
+@pytest.mark.parametrize(
+    ("name", "shape", "missing"),
+    [("mat2vec", (118, 200), 0), ("oliynyk", (85, 44), 14), ("jarvis", (82, 438), 0)],
+)
+def test_cbfv_tables_equal_pandas_read_csv_cell_by_cell(
+    data_root: Path, name: str, shape: tuple[int, int], missing: int
+) -> None:
+    presets.clear_cache()
+    try:
+        table = load_table(name)
+    finally:
+        presets.clear_cache()
+    reference = pd.read_csv(data_root / "elements" / f"{name}.csv", index_col=0)
+    assert table.name == name and table.values.shape == shape == reference.shape
+    assert set(table.symbols) == set(reference.index)
+    zs = [PERIODIC_SYMBOLS.index(s) for s in table.symbols]
+    assert zs == sorted(zs)  # rows ordered by Z whatever the file's order (jarvis)
+    assert table.properties == tuple(reference.columns)
+    expected = reference.loc[list(table.symbols)].to_numpy(dtype=np.float64)
+    np.testing.assert_array_equal(table.values, expected)  # NaN where NaN, else bit-equal
+    assert int(np.isnan(table.values).sum()) == missing
+    assert not table.imputed.any()
+    assert all(table.sources.values()) and set(table.units) == set(table.properties)
+
+
+def test_cbfv_units_and_provenance(data_root: Path) -> None:
+    oliynyk = presets.load_cbfv("oliynyk")
+    assert oliynyk.units["Melting_point_(K)"] == "K"
+    assert oliynyk.units["Miracle_Radius_[pm]"] == "pm"
+    assert oliynyk.units["Atomic_Weight"] == "Da" and oliynyk.units["Number"] == ""
+    assert "Chem. Mater. 28, 7324 (2016)" in oliynyk.sources["Number"]
+    assert "14 missing values kept as NaN" in oliynyk.description
+    for name, citation in [
+        ("mat2vec", "Nature 571, 95 (2019)"),
+        ("jarvis", "Phys. Rev. Materials 2, 083801 (2018)"),
+    ]:
+        table = presets.load_cbfv(name)  # type: ignore[arg-type]
+        assert not any(table.units.values())
+        assert "dimensionless" in table.description and citation in table.description
+        assert "npj Comput. Mater. 7, 77 (2021)" in table.description
+    with pytest.raises(ElementTableError, match="'magpie'"):
+        presets.load_cbfv("magpie")  # type: ignore[arg-type]
+
+
+def test_every_preset_loads_by_name(data_root: Path) -> None:
+    names = {"mat2vec", "oliynyk", "jarvis", "magpie", "xenonpy58", "xenonscale"}
+    assert names <= set(PRESETS)
+    presets.clear_cache()
+    try:
+        for name in sorted(names):
+            table = load_table(name)
+            assert table.name == name and len(table) >= 82 and table.properties
+            first, fe = table.properties[0], table.symbols.index("Fe")
+            assert table.value("Fe", first) == table.values[fe, 0]
+    finally:
+        presets.clear_cache()
+
+
+def test_compositions_over_oliynyk_average_by_hand(data_root: Path) -> None:
+    from xenonscale.featurize import Compositions
+
+    frame = Compositions(elements="oliynyk", featurizers=["WeightedAverage"]).transform(
+        ["Fe2O3", "PoO"]
+    )
+    csv_table = pd.read_csv(data_root / "elements" / "oliynyk.csv", index_col=0)
+    expected = (2 * csv_table.loc["Fe"] + 3 * csv_table.loc["O"]) / 5
+    np.testing.assert_allclose(frame.loc[0].to_numpy(float), expected.to_numpy(), rtol=1e-6)
+    assert frame.loc[1].isna().all()  # Po is not in Oliynyk's table
+
+
 # ---------------------------------------------------------------------- magpie
 @pytest.mark.peers
 @pytest.mark.parametrize("impute_nan", [False, True])

@@ -7,6 +7,9 @@ Presets
     descriptors identical to XenonPy's.
 ``"magpie"``
     The Magpie element data used by matminer's ``ElementProperty``.
+``"mat2vec"``, ``"oliynyk"``, ``"jarvis"``
+    The CBFV / CrabNet element tables (mat2vec embeddings, Oliynyk's properties,
+    JARVIS CFID descriptors), values unchanged from the mirror, NaN kept.
 ``"xenonscale"`` (default)
     Built offline from installed element-data libraries (mendeleev, pymatgen)
     for Z = 1–103, each column with unit and source, gaps imputed (mask kept).

@@ -12,6 +12,22 @@
 ``"magpie_imputed"``
     The same with matminer 0.10's *default* ``impute_nan=True``: every missing
     value replaced by the mean of the property over the elements that have one.
+``"mat2vec"``
+    The 200-dimensional mat2vec word embeddings of 118 elements (H–Og; Tshitoyan
+    et al., Nature 571, 95 (2019)), dimensionless, no value missing.
+``"oliynyk"``
+    Oliynyk's 44 element properties for 85 elements (H–Bi, Th, U; Oliynyk et al.,
+    Chem. Mater. 28, 7324 (2016)), units where the column or the values make them
+    known (:data:`OLIYNYK_UNITS`), 14 cells NaN as in the file (not imputed).
+``"jarvis"``
+    The 438 JARVIS CFID element descriptors of 82 elements (H–U without Xe, Pm, Eu,
+    Po–Pa, Np–Am; Choudhary et al., Phys. Rev. Materials 2, 083801 (2018)): treated
+    as dimensionless (sums, products, quotients of properties; the source gives no
+    units), no value missing.
+
+The last three are the CBFV / CrabNet copies (Wang et al., npj Comput. Mater. 7,
+77 (2021); Murdock et al., IMMI 9, 221 (2020)) read unchanged from the mirror
+files ``elements/{mat2vec,oliynyk,jarvis}.csv`` (registered datasets, MIT).
 
 Magpie values come from matminer's packaged ``magpie_elementdata/*.table`` files
 when matminer is installed (read directly, matminer is never imported), else
@@ -26,9 +42,13 @@ Examples
 --------
 >>> from xenonscale.elements import load_table
 >>> sorted(PRESETS)
-['magpie', 'magpie_imputed', 'xenonpy58', 'xenonscale']
+['jarvis', 'magpie', 'magpie_imputed', 'mat2vec', 'oliynyk', 'xenonpy58', 'xenonscale']
 >>> load_table("magpie").value("Fe", "MendeleevNumber")  # doctest: +REQUIRES_DATA
 55.0
+>>> load_table("oliynyk").units["Melting_point_(K)"]  # doctest: +REQUIRES_DATA
+'K'
+>>> load_table("mat2vec").values.shape  # doctest: +REQUIRES_DATA
+(118, 200)
 """
 
 from __future__ import annotations
@@ -48,10 +68,13 @@ from xenonscale.elements.table import PERIODIC_SYMBOLS, ElementTable
 from xenonscale.errors import ElementTableError
 
 __all__ = [
+    "CBFV_TABLES",
     "MAGPIE_PROPERTIES",
+    "OLIYNYK_UNITS",
     "PRESETS",
     "XENONPY58_UNITS",
     "clear_cache",
+    "load_cbfv",
     "load_magpie",
     "load_table",
     "load_xenonpy58",
@@ -66,6 +89,12 @@ PRESETS: dict[str, str] = {
     "'magpie' preset, NaN where Magpie has no value",
     "magpie_imputed": "Magpie with matminer's default impute_nan=True "
     "(missing values = property mean over elements with a value), Z = 1-118",
+    "mat2vec": "mat2vec word embeddings (200 dimensionless components) for 118 elements "
+    "(H-Og), CBFV/CrabNet copy",
+    "oliynyk": "Oliynyk's 44 element properties for 85 elements (H-Bi, Th, U), units where "
+    "known, 14 missing cells kept NaN, CBFV/CrabNet copy",
+    "jarvis": "JARVIS CFID element descriptors (438, dimensionless) for 82 elements (H-U, "
+    "gaps), CBFV/CrabNet copy",
 }
 
 MAGPIE_PROPERTIES: tuple[str, ...] = (
@@ -116,6 +145,46 @@ XENONPY58_UNITS: dict[str, str] = {
     "vdw_radius_mm3": _PM, "vdw_radius_uff": _PM, "sound_velocity": "m/s",
     "Polarizability": "angstrom^3",
 }  # fmt: skip
+
+
+# Units of Oliynyk's properties: those its column names state, and those the values
+# make certain (radii in angstrom: H 0.53 / 0.37; Mulliken electronegativity in eV:
+# H 7.18 = (13.60 + 0.75) / 2; cohesive energy in eV/atom: Fe 4.28 as in Kittel).
+# Other columns are counts, flags, indices or scales without a stated unit ("").
+OLIYNYK_UNITS: dict[str, str] = {
+    "Atomic_Weight": "Da", "Atomic_Radius": _ANG, "Miracle_Radius_[pm]": _PM,
+    "Covalent_Radius": _ANG, "ionic_radius": _ANG, "crystal_radius": _ANG,
+    "Mulliken_EN": _EV, "1st_ionization_potential_(kJ/mol)": _KJ,
+    "polarizability(A^3)": "angstrom^3", "Melting_point_(K)": "K", "Boiling_Point_(K)": "K",
+    "Density_(g/mL)": "g/mL", "specific_heat_(J/g_K)_": "J/(g K)",
+    "heat_of_fusion_(kJ/mol)_": _KJ, "heat_of_vaporization_(kJ/mol)_": _KJ,
+    "thermal_conductivity_(W/(m_K))_": "W/(m K)", "heat_atomization(kJ/mol)": _KJ,
+    "Cohesive_energy": "eV/atom",
+}  # fmt: skip
+
+_CBFV_CITATION = (
+    "CBFV/CrabNet copy: Wang, Kauwe, Murdock, Sparks, npj Comput. Mater. 7, 77 (2021); "
+    "Murdock et al., Integr. Mater. Manuf. Innov. 9, 221 (2020)"
+)
+# name -> (original work, what the values are)
+CBFV_TABLES: dict[str, tuple[str, str]] = {
+    "mat2vec": (
+        "mat2vec, Tshitoyan et al., Nature 571, 95 (2019)",
+        "200-dimensional word embeddings of the element names learned from 3.3 million "
+        "materials-science abstracts; dimensionless",
+    ),
+    "oliynyk": (
+        "Oliynyk et al., Chem. Mater. 28, 7324 (2016)",
+        "44 tabulated element properties; units from the column names or the values "
+        "(OLIYNYK_UNITS), '' where none is stated",
+    ),
+    "jarvis": (
+        "JARVIS CFID, Choudhary, DeCost, Tavazza, Phys. Rev. Materials 2, 083801 (2018)",
+        "438 classical-force-field-inspired descriptors (element properties, their sums, "
+        "products and quotients, and 36 components C-0..C-35); treated as dimensionless: "
+        "the source gives no units",
+    ),
+}
 
 
 # ------------------------------------------------------------------ files
@@ -269,6 +338,48 @@ def load_magpie(
     )
 
 
+def load_cbfv(name: Literal["mat2vec", "oliynyk", "jarvis"]) -> ElementTable:
+    """One of the CBFV / CrabNet element tables, values exactly as in the mirror CSV.
+
+    NaN stays where the file has an empty cell (only ``oliynyk`` has any: 14, in
+    ``Miracle_Radius_[pm]`` (10), ``Mulliken_EN`` (2), ``crystal_radius`` and
+    ``MB_electonegativity``); nothing is imputed. Rows are ordered by Z.
+
+    Raises
+    ------
+    ElementTableError
+        ``name`` is not one of :data:`CBFV_TABLES`.
+    xenonscale.errors.DatasetUnavailableError
+        The file is neither mirrored (``XENONSCALE_DATA_DIR``) nor cached and
+        cannot be downloaded.
+
+    Examples
+    --------
+    >>> table = load_cbfv("oliynyk")  # doctest: +REQUIRES_DATA
+    >>> table.value("Fe", "Number"), table.units["Atomic_Weight"]
+    (26.0, 'Da')
+    >>> int(np.isnan(table.values).sum())
+    14
+    """
+    if name not in CBFV_TABLES:
+        raise ElementTableError(
+            f"unknown CBFV element table {name!r}: use one of {', '.join(map(repr, CBFV_TABLES))}"
+        )
+    work, what = CBFV_TABLES[name]
+    frame = _read_exact_csv(_mirror_file(name))
+    units = OLIYNYK_UNITS if name == "oliynyk" else {}
+    missing = int(frame.isna().to_numpy().sum())
+    return ElementTable.from_frame(
+        frame,
+        name=name,
+        units=units,
+        sources={p: f"{work} ({_CBFV_CITATION}): {p}" for p in frame.columns},
+        description=f"{work}: {what}. {len(frame)} elements, values unchanged from the "
+        f"mirror file elements/{name}.csv ({_CBFV_CITATION}; MIT); {missing} missing "
+        "values kept as NaN.",
+    )
+
+
 def _dist_version(dist: str) -> str:
     from importlib import metadata
 
@@ -288,6 +399,8 @@ def _load_preset(name: str) -> ElementTable:
         return load_magpie()
     if name == "magpie_imputed":
         return load_magpie(impute_nan=True)
+    if name in CBFV_TABLES:
+        return load_cbfv(name)  # type: ignore[arg-type]
     raise ElementTableError(
         f"unknown element table {name!r}: use one of {', '.join(map(repr, PRESETS))}, "
         "an ElementTable, or a DataFrame indexed by element symbol"
