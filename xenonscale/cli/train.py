@@ -35,6 +35,46 @@ PRUNERS = Choice(("median", "hyperband", "none"), library="xenonscale.models.tun
 LR_SCHEDULES = Choice(["plateau", "cosine", "none"])
 ACCELERATORS = Choice(["auto", "cpu", "gpu", "cuda", "mps"])
 STRATEGIES = Choice(["auto", "ddp", "ddp_spawn"])
+BACKBONES = Choice(("mlp", "attention"), library="xenonscale.models.training:BACKBONE_INPUTS")
+ELEMENTS = Choice("xenonscale.elements.presets:PRESETS", case_sensitive=False)
+
+
+def backbone_arguments(command: Callable) -> Callable:
+    """--model and the attention model's options (train)."""
+    decorators = [
+        click.option("--model", "backbone", type=BACKBONES, default="mlp", show_default=True,
+                     help="network: mlp on the store's features, attention over the elements "
+                          "of each composition"),
+        click.option("--elements", type=ELEMENTS, default=None,
+                     help="element table preset"),
+        click.option("--d-model", type=POSITIVE_INT, default=None,
+                     help="attention: width of the element vectors [default: 128]"),
+        click.option("--heads", type=POSITIVE_INT, default=None,
+                     help="attention: heads per layer [default: 4]"),
+        click.option("--layers", type=POSITIVE_INT, default=None,
+                     help="attention: self-attention layers [default: 3]"),
+    ]  # fmt: skip
+    for decorator in reversed(decorators):
+        command = decorator(command)
+    return command
+
+
+def _backbone_options(params: dict) -> dict | None:
+    """``backbone_options`` of train_model from the attention flags (None for the MLP)."""
+    chosen = {
+        "elements": params.pop("elements"),
+        "d_model": params.pop("d_model"),
+        "heads": params.pop("heads"),
+        "layers": params.pop("layers"),
+    }
+    if params["backbone"] == "mlp":
+        given = [f"--{k.replace('_', '-')}" for k, v in chosen.items() if v is not None]
+        if given:
+            raise click.UsageError(f"{', '.join(given)} apply to --model attention only")
+        return None
+    return {k: (v.lower() if k == "elements" else v) for k, v in chosen.items() if v is not None}
+
+
 _FRACTION = click.FloatRange(0.0, 1.0, max_open=True)
 
 _DATA_OPTIONS = (
@@ -94,6 +134,7 @@ def _data_options(params: dict) -> dict:
 @options.model_name(required=True)
 @options.zoo_options
 @options.output()
+@backbone_arguments
 @click.option("--units", default=None, help="target units, e.g. eV/atom")
 @click.option(
     "--hidden", type=INT_LIST, default="512,256,128", show_default=True, help="hidden layer widths"
@@ -183,10 +224,12 @@ def train(
     from xenonscale.workflows.registration import register_result
 
     data_options = _data_options(params)
+    backbone_options = _backbone_options(params)
     result = train_model(
         store,
         list(target),
         name=name,
+        backbone_options=backbone_options,
         units={t: units for t in target} if units else None,
         batch_norm=not no_batch_norm,
         data_options=data_options,

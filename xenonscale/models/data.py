@@ -37,9 +37,15 @@ from xenonscale.errors import ConfigError, StoreError
 from xenonscale.models.splits import split_indices
 from xenonscale.store.layout import StoreLocation
 
-__all__ = ["ArrayStream", "ChunkStream", "StoreDataModule", "read_rows"]
+__all__ = ["INPUTS", "ArrayStream", "ChunkStream", "StoreDataModule", "read_inputs", "read_rows"]
 
 OUTLIER_RULES = ("keep", "drop", "clip")
+#: What a model reads from a store: the feature matrix, or each row's composition
+#: (element slots then fractions, the ``slots`` featurizer's columns).
+INPUTS = {
+    "features": ("features",),
+    "composition": ("composition_element", "composition_fraction"),
+}
 
 
 def _group(store: str, storage_options: dict | None):
@@ -65,6 +71,22 @@ def read_rows(features, rows: np.ndarray, chunk_rows: int | None = None) -> np.n
     return out
 
 
+def read_inputs(group, rows: np.ndarray, inputs: str = "features",
+                chunk_rows: int | None = None) -> np.ndarray:  # fmt: skip
+    """Rows of a store's model inputs as float32: features, or ``[Z slots | fractions]``."""
+    parts = [read_rows(group[name], rows, chunk_rows) for name in INPUTS[inputs]]
+    return parts[0] if len(parts) == 1 else np.hstack(parts)
+
+
+def _check_inputs(group, store: str, inputs: str) -> None:
+    missing = [name for name in INPUTS[inputs] if name not in group]
+    if missing:
+        raise StoreError(
+            f"{store!r} has no {missing[0]!r} array: the {inputs} inputs need a composition store "
+            "built by this xenonscale version; featurize it again (--overwrite)"
+        )
+
+
 class StoreDataModule(L.LightningDataModule):
     """Batches of ``(features, targets)`` from a FeatureStore (see the module docstring).
 
@@ -82,6 +104,17 @@ class StoreDataModule(L.LightningDataModule):
     memory_budget
         Serve from memory when the selected features take at most this many
         bytes; else stream chunks from Zarr.
+    candidate_rows
+        Store rows the train/validation/test splits are drawn from (default:
+        all); a benchmark's outer training fold, so that nothing of its test
+        fold is ever seen.
+    inputs
+        ``"features"`` (the pooled feature matrix) or ``"composition"`` (each
+        row's element slots and fractions, for the attention backbone); see
+        :data:`INPUTS`.
+    split_seed
+        Seed of the split alone (default ``seed``, which also shuffles the
+        batches): ensemble members share one split and shuffle differently.
     """
 
     def __init__(
@@ -101,8 +134,13 @@ class StoreDataModule(L.LightningDataModule):
         outlier_z: float = 10.0,
         memory_budget: int = 2 << 30,
         storage_options: dict | None = None,
+        candidate_rows: Sequence[int] | None = None,
+        inputs: str = "features",
+        split_seed: int | None = None,
     ):
         super().__init__()
+        if inputs not in INPUTS:
+            raise ConfigError(f"inputs={inputs!r}: use one of {', '.join(INPUTS)}")
         if outliers not in OUTLIER_RULES:
             raise ConfigError(f"outliers={outliers!r}: use one of {', '.join(OUTLIER_RULES)}")
         if batch_size < 1:
@@ -116,11 +154,16 @@ class StoreDataModule(L.LightningDataModule):
         self.fold = fold
         self.group_by = group_by
         self.seed = seed
+        self.split_seed = seed if split_seed is None else split_seed
         self.batch_size = batch_size
         self.outliers = outliers
         self.outlier_z = outlier_z
         self.memory_budget = memory_budget
         self.storage_options = storage_options
+        self.candidate_rows = (
+            None if candidate_rows is None else np.unique(np.asarray(candidate_rows, np.int64))
+        )
+        self.inputs = inputs
         self._ready = False
 
     # ------------------------------------------------------------------ setup
@@ -132,20 +175,32 @@ class StoreDataModule(L.LightningDataModule):
         if missing:
             names = sorted(k for k in group.array_keys() if k not in ("features", "feature"))
             raise ConfigError(f"--target {missing[0]!r} is not in {self.store!r}; it has {names}")
-        features = group["features"]
-        self.labels = [str(v) for v in group["feature"][:].tolist()]
+        _check_inputs(group, self.store, self.inputs)
+        first = group[INPUTS[self.inputs][0]]
+        if self.inputs == "features":
+            self.labels = [str(v) for v in group["feature"][:].tolist()]
+        else:
+            slots = int(first.shape[1])
+            self.labels = [f"element:{i}" for i in range(slots)]
+            self.labels += [f"fraction:{i}" for i in range(slots)]
         self.n_features = len(self.labels)
-        self.chunk_rows = int(features.chunks[0])
+        self.chunk_rows = int(first.chunks[0])
         self.store_attrs = dict(group.attrs)
         ok = np.asarray(group["ok"][:], dtype=bool)
         y = np.stack([np.asarray(group[t][:], dtype=np.float64) for t in self.targets], axis=1)
         finite = np.isfinite(y).all(axis=1)
-        usable = np.flatnonzero(ok & finite)
         counts = {
             "rows": len(ok),
             "not_ok": int((~ok).sum()),
             "non_finite_target": int((ok & ~finite).sum()),
         }
+        if self.inputs == "composition":  # a formula with more elements than slots has none
+            has = np.asarray(first[:, 0]) > 0
+            counts["no_composition"] = int((ok & finite & ~has).sum())
+            ok = ok & has
+        usable = np.flatnonzero(ok & finite)
+        if self.candidate_rows is not None:
+            usable = usable[np.isin(usable, self.candidate_rows)]
         groups = None
         if self.split == "group":
             groups = np.asarray(group[self.group_by][:], dtype=object)[usable]
@@ -157,7 +212,7 @@ class StoreDataModule(L.LightningDataModule):
             folds=self.folds,
             fold=self.fold,
             groups=groups,
-            seed=self.seed,
+            seed=self.split_seed,
         )
         rows = {name: usable[index] for name, index in parts.items()}
         y_train = y[rows["train"]]
@@ -176,7 +231,11 @@ class StoreDataModule(L.LightningDataModule):
         self.rows, self.y, self.counts = rows, y.astype(np.float32), counts
         self.target_mean = self.y[rows["train"]].mean(axis=0)
         self.target_std = self.y[rows["train"]].std(axis=0)
-        self.feature_mean, self.feature_std = self._feature_stats(features, rows["train"])
+        if self.inputs == "features":
+            self.feature_mean, self.feature_std = self._feature_stats(first, rows["train"])
+        else:  # atomic numbers and fractions are not standardized
+            self.feature_mean = np.zeros(self.n_features, np.float32)
+            self.feature_std = np.ones(self.n_features, np.float32)
         selected = sum(len(r) for r in rows.values()) * self.n_features * 4
         self.in_memory = selected <= self.memory_budget
         self._x: dict[str, np.ndarray] = {}
@@ -189,7 +248,7 @@ class StoreDataModule(L.LightningDataModule):
     def _features(self, name: str) -> np.ndarray:
         if name not in self._x:
             group = _group(self.store, self.storage_options)
-            self._x[name] = read_rows(group["features"], self.rows[name])
+            self._x[name] = read_inputs(group, self.rows[name], self.inputs)
         return self._x[name]
 
     def _outlier_bounds(self, y_train: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -235,6 +294,7 @@ class StoreDataModule(L.LightningDataModule):
             seed=self.seed,
             storage_options=self.storage_options,
             equal_batches=shuffle,
+            inputs=self.inputs,
         )
         return DataLoader(stream, batch_size=None)
 
@@ -310,6 +370,7 @@ class ChunkStream(IterableDataset):
         storage_options: dict | None = None,
         equal_batches: bool = True,
         mix_chunks: int = 4,
+        inputs: str = "features",
     ):
         self.store = store
         self.rows = np.asarray(rows, dtype=np.int64)
@@ -320,11 +381,12 @@ class ChunkStream(IterableDataset):
         self.storage_options = storage_options
         self.equal_batches = equal_batches
         self.mix_chunks = mix_chunks
+        self.inputs = inputs
         self.epoch = 0
 
     def __iter__(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
-        features = _group(self.store, self.storage_options)["features"]
-        chunk = int(features.chunks[0])
+        group = _group(self.store, self.storage_options)
+        chunk = int(group[INPUTS[self.inputs][0]].chunks[0])
         rank, world = _world()
         ids = self.rows // chunk
         chunks = np.unique(ids)
@@ -340,7 +402,7 @@ class ChunkStream(IterableDataset):
         emitted = 0
         for start in range(0, len(mine), self.mix_chunks):
             take = np.flatnonzero(np.isin(ids, mine[start : start + self.mix_chunks]))
-            x = read_rows(features, self.rows[take], chunk)
+            x = read_inputs(group, self.rows[take], self.inputs, chunk)
             y = self.targets[take]
             order = rng.permutation(len(take)) if self.shuffle else np.arange(len(take))
             for lo in range(0, len(order), self.batch_size):

@@ -59,10 +59,12 @@ import torch
 from safetensors.torch import load_file, save_file
 
 from xenonscale.errors import ConfigError
-from xenonscale.models.backbones import PropertyModel, mlp_config, predict_array
+from xenonscale.models.attention import SLOTS, attention_config
+from xenonscale.models.backbones import PortableModel, mlp_config, predict_array
 from xenonscale.models.data import StoreDataModule
 from xenonscale.models.metrics import regression_metrics
 from xenonscale.models.module import PropertyRegressor
+from xenonscale.models.networks import build_model
 from xenonscale.models.quiet import quiet_training
 from xenonscale.versions import installed_versions
 
@@ -77,6 +79,20 @@ __all__ = [
 ]
 
 WEIGHTS = "weights.safetensors"
+#: What each backbone reads from the store (:data:`xenonscale.models.data.INPUTS`).
+BACKBONE_INPUTS = {"mlp": "features", "attention": "composition"}
+
+
+def slots_featurizer(store_featurizer: dict | None) -> dict:
+    """The card featurizer of a composition model: ``slots``, with the store's record limits.
+
+    >>> slots_featurizer({"kind": "composition", "names": ["classic"], "elements": "magpie"})
+    {'kind': 'composition', 'names': ['slots'], 'elements': None, 'on_error': 'record'}
+    """
+    spec = {"kind": "composition", "names": ["slots"], "elements": None, "on_error": "record"}
+    if store_featurizer and "limits" in store_featurizer:
+        spec["limits"] = store_featurizer["limits"]
+    return spec
 
 
 class BestWeights(L.Callback):
@@ -135,7 +151,7 @@ class TrainResult:
     the model (plots added by the caller); ``ref`` is set once it is registered.
     """
 
-    model: PropertyModel
+    model: PortableModel
     card: dict
     metrics: dict
     output: Path
@@ -182,9 +198,16 @@ def train_model(
     callbacks: list | None = None,
     progress: bool = True,
     storage_options: dict | None = None,
+    backbone: str = "mlp",
+    backbone_options: dict | None = None,
 ) -> TrainResult:
     """Train, evaluate and save a model (module docstring); register it elsewhere.
 
+    ``backbone`` is ``"mlp"`` (on the store's pooled features; ``hidden``,
+    ``batch_norm``, ``activation`` and ``dropout`` shape it) or ``"attention"``
+    (on each row's composition, :mod:`xenonscale.models.attention`; its
+    options, e.g. ``{"elements": "mat2vec", "d_model": 128}``, go in
+    ``backbone_options``, ``dropout`` applies too).
     ``data_options`` go to :class:`StoreDataModule` (split, fractions,
     outliers, ...). ``output`` defaults to ``./models/NAME``; ``name`` names
     that folder and the plots' titles. Returns a :class:`TrainResult`; to
@@ -195,6 +218,8 @@ def train_model(
         raise ConfigError(
             "strategy='ddp' re-executes the running script; under pytest use 'ddp_spawn'"
         )
+    if backbone not in BACKBONE_INPUTS:
+        raise ConfigError(f"--model {backbone!r}: use one of {', '.join(BACKBONE_INPUTS)}")
     L.seed_everything(seed, workers=True, verbose=False)
     data = data or StoreDataModule(
         store,
@@ -202,19 +227,26 @@ def train_model(
         batch_size=batch_size,
         seed=seed,
         storage_options=storage_options,
+        inputs=BACKBONE_INPUTS[backbone],
         **(data_options or {}),
     )
     data.setup("fit")
     target_names = data.targets
-    config = mlp_config(
-        data.n_features,
-        len(target_names),
-        hidden=list(hidden),
-        dropout=dropout,
-        batch_norm=batch_norm,
-        activation=activation,
-    )
-    model = PropertyModel(config).fit_scaling(
+    if backbone == "attention":
+        config = attention_config(
+            2 * SLOTS, len(target_names), **({"dropout": dropout} | (backbone_options or {}))
+        )
+    else:
+        config = mlp_config(
+            data.n_features,
+            len(target_names),
+            hidden=list(hidden),
+            dropout=dropout,
+            batch_norm=batch_norm,
+            activation=activation,
+            **(backbone_options or {}),
+        )
+    model = build_model(config).fit_scaling(
         data.feature_mean, data.feature_std, data.target_mean, data.target_std
     )
     output = Path(output or Path("models") / (name or "model"))
@@ -286,10 +318,15 @@ def _evaluate(model, data, targets) -> tuple[dict, dict]:
 def _card(data, config, targets, units, metrics, history, seconds, locals_) -> dict:
     attrs = data.store_attrs
     best = min(history, key=lambda r: r.get("val_mae", np.inf)) if history else {}
+    composition = data.inputs == "composition"
     return {
         "model": config,
-        "featurizer": attrs.get("featurizer"),
-        "element_tables": attrs.get("element_tables"),
+        # an attention model reads compositions: predict() turns formulas into slots
+        "featurizer": (
+            slots_featurizer(attrs.get("featurizer")) if composition else attrs.get("featurizer")
+        ),
+        "element_tables": [] if composition else attrs.get("element_tables"),
+        "inputs": data.inputs,
         "feature_labels": data.labels,
         "targets": targets,
         "units": units or {},
