@@ -7,7 +7,8 @@ molecules) plug in with :func:`register_featurizer`.
 
 Composition names: ``classic``, ``all``, ``pooling`` (XenonPy sets),
 ``magpie`` (matminer's Magpie statistics on the Magpie table, whatever
-``--elements`` says), or a single XenonPy pooling
+``--elements`` says), ``slots`` (the composition itself: 16 atomic numbers
+and their fractions, :mod:`xenonscale.featurize.slots`), or a single XenonPy pooling
 (``WeightedAverage``, ..., ``Counting``). Several names are joined by a
 :class:`FeatureUnion`.
 
@@ -37,6 +38,7 @@ from xenonscale.featurize.compositions import (
     Compositions,
     ElementStatistics,
 )
+from xenonscale.featurize.slots import CompositionSlots
 from xenonscale.limits import RecordLimits
 
 __all__ = [
@@ -107,6 +109,8 @@ for _name in ALL:
     register_featurizer("composition", _name, _compositions([_name]))
 # The Magpie preset is defined by its own table: --elements does not apply to it.
 register_featurizer("composition", "magpie", lambda elements: ElementStatistics())
+# The composition itself (16 element slots): no element table, --elements does not apply.
+register_featurizer("composition", "slots", lambda elements: CompositionSlots())
 
 
 #: Entry-point group through which higher floors add ``prefix:ARG`` families
