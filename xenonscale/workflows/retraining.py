@@ -61,12 +61,13 @@ from xenonscale.engine.bookkeeping import JobLock
 from xenonscale.errors import StoreError
 from xenonscale.models.backbones import predict_array
 from xenonscale.models.metrics import regression_metrics
+from xenonscale.models.networks import backbone_name
 from xenonscale.models.training import store_fingerprint
 from xenonscale.store.layout import StoreLocation
 from xenonscale.workflows.registration import Figures, train_and_register
 from xenonscale.zoo import Zoo
 
-__all__ = ["retrain", "staleness"]
+__all__ = ["network_options", "retrain", "staleness"]
 
 _TRAIN_KEYS = ("loss", "lr", "weight_decay", "scheduler", "batch_size", "max_epochs", "patience",
                "seed", "dropout")  # fmt: skip
@@ -124,11 +125,27 @@ def retrain(
     return report
 
 
+def network_options(model: dict) -> dict:
+    """The train_model arguments that rebuild a card's network (MLP or attention).
+
+    >>> network_options({"hidden": [8], "batch_norm": True, "activation": "relu"})
+    {'hidden': [8], 'batch_norm': True, 'activation': 'relu'}
+    >>> network_options({"backbone": "attention", "elements": "magpie", "d_model": 16,
+    ...                  "in_features": 32, "out_features": 1, "table_width": 22})
+    {'backbone': 'attention', 'backbone_options': {'elements': 'magpie', 'd_model': 16}}
+    """
+    if backbone_name(model) == "attention":
+        fixed = ("backbone", "in_features", "out_features", "table_width", "task")
+        return {"backbone": "attention",
+                "backbone_options": {k: v for k, v in model.items() if k not in fixed}}
+    return {"hidden": model["hidden"], "batch_norm": model["batch_norm"],
+            "activation": model["activation"]}  # fmt: skip
+
+
 def _train(card, name, zoo, model, options, data_options, progress, output, figures):
     return train_and_register(
         card["training_data"]["store"], card["targets"], name=name, zoo=zoo, output=output,
-        figures=figures,
-        hidden=model["hidden"], batch_norm=model["batch_norm"], activation=model["activation"],
+        figures=figures, **network_options(model),
         units=card.get("units") or None, data_options=data_options, progress=progress,
         accelerator="auto", **options,
     )  # fmt: skip
