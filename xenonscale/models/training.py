@@ -62,10 +62,11 @@ from xenonscale.errors import ConfigError
 from xenonscale.models.attention import SLOTS, attention_config
 from xenonscale.models.backbones import PortableModel, mlp_config, predict_array
 from xenonscale.models.data import StoreDataModule
-from xenonscale.models.metrics import regression_metrics
-from xenonscale.models.module import PropertyRegressor
+from xenonscale.models.metrics import classification_metrics, regression_metrics
+from xenonscale.models.module import PropertyModule, property_module
 from xenonscale.models.networks import build_model
 from xenonscale.models.quiet import quiet_training
+from xenonscale.models.tasks import monitor_metric, resolve_task, store_targets
 from xenonscale.versions import installed_versions
 
 __all__ = [
@@ -103,7 +104,7 @@ class BestWeights(L.Callback):
         self.monitor = monitor
         self.best = float("inf")
 
-    def on_validation_end(self, trainer: L.Trainer, module: PropertyRegressor) -> None:
+    def on_validation_end(self, trainer: L.Trainer, module: PropertyModule) -> None:
         if trainer.sanity_checking:
             return
         value = trainer.callback_metrics.get(self.monitor)
@@ -178,6 +179,7 @@ def train_model(
     name: str | None = None,
     output: str | Path | None = None,
     units: dict[str, str] | None = None,
+    task: str | None = None,
     hidden: list[int] | tuple[int, ...] = (512, 256, 128),
     dropout: float = 0.1,
     batch_norm: bool = True,
@@ -208,6 +210,10 @@ def train_model(
     (on each row's composition, :mod:`xenonscale.models.attention`; its
     options, e.g. ``{"elements": "mat2vec", "d_model": 128}``, go in
     ``backbone_options``, ``dropout`` applies too).
+    ``task`` is ``"regression"``, ``"classification"`` (0/1 targets; BCE,
+    probabilities out, outliers kept; :mod:`xenonscale.models.module`) or
+    ``None``: a classifier when every training target holds only 0 and 1
+    (said on stderr), else a regression.
     ``data_options`` go to :class:`StoreDataModule` (split, fractions,
     outliers, ...). ``output`` defaults to ``./models/NAME``; ``name`` names
     that folder and the plots' titles. Returns a :class:`TrainResult`; to
@@ -221,6 +227,9 @@ def train_model(
     if backbone not in BACKBONE_INPUTS:
         raise ConfigError(f"--model {backbone!r}: use one of {', '.join(BACKBONE_INPUTS)}")
     L.seed_everything(seed, workers=True, verbose=False)
+    task = _resolve_task(task, store, targets, data, storage_options)
+    if task == "classification" and data is None:  # outlier rules are for values, not labels
+        data_options = {**(data_options or {}), "outliers": "keep"}
     data = data or StoreDataModule(
         store,
         targets,
@@ -246,6 +255,7 @@ def train_model(
             activation=activation,
             **(backbone_options or {}),
         )
+    config["task"] = task
     model = build_model(config).fit_scaling(
         data.feature_mean, data.feature_std, data.target_mean, data.target_std
     )
@@ -253,7 +263,7 @@ def train_model(
     output.mkdir(parents=True, exist_ok=True)
     weights, history = output / WEIGHTS, output / "history.json"
     weights.unlink(missing_ok=True)
-    module = PropertyRegressor(
+    module = property_module(
         model, targets=target_names, loss=loss, lr=lr, weight_decay=weight_decay,
         scheduler=scheduler,
     )  # fmt: skip
@@ -264,8 +274,8 @@ def train_model(
             devices=devices,
             strategy=strategy,
             callbacks=[
-                L.pytorch.callbacks.EarlyStopping("val_mae", patience=patience, mode="min"),
-                BestWeights(weights),
+                L.pytorch.callbacks.EarlyStopping(module.monitor, patience=patience, mode="min"),
+                BestWeights(weights, module.monitor),
                 History(history),
                 CpuThreads(),
                 *(callbacks or []),
@@ -285,9 +295,10 @@ def train_model(
                           f"(counts {data.counts})")  # fmt: skip
     model.load_state_dict(load_file(str(weights)))
     rows = json.loads(history.read_text()) if history.exists() else []
-    metrics, predictions = _evaluate(model, data, target_names)
+    metrics, predictions = _evaluate(model, data, target_names, task)
     card = _card(data, model.config, target_names, units, metrics, rows, seconds, locals_=dict(
-        loss=loss, lr=lr, weight_decay=weight_decay, scheduler=scheduler, batch_size=batch_size,
+        loss=module.hparams.loss, lr=lr, weight_decay=weight_decay, scheduler=scheduler,
+        batch_size=batch_size,
         max_epochs=max_epochs, patience=patience, accelerator=accelerator, devices=devices,
         strategy=strategy, seed=seed, dropout=dropout,
     ))  # fmt: skip
@@ -302,7 +313,8 @@ def _under_pytest() -> bool:
     return "pytest" in sys.modules
 
 
-def _evaluate(model, data, targets) -> tuple[dict, dict]:
+def _evaluate(model, data, targets, task: str = "regression") -> tuple[dict, dict]:
+    score = classification_metrics if task == "classification" else regression_metrics
     metrics, predictions = {}, {}
     for split in ("val", "test"):
         if not data.counts.get(split):
@@ -310,17 +322,19 @@ def _evaluate(model, data, targets) -> tuple[dict, dict]:
         x, y = data.arrays(split)
         pred = predict_array(model, x)
         predictions[split] = (y, pred)
-        per_target = {t: regression_metrics(y[:, i], pred[:, i]) for i, t in enumerate(targets)}
+        per_target = {t: score(y[:, i], pred[:, i]) for i, t in enumerate(targets)}
         metrics[split] = per_target[targets[0]] if len(targets) == 1 else per_target
     return metrics, predictions
 
 
 def _card(data, config, targets, units, metrics, history, seconds, locals_) -> dict:
     attrs = data.store_attrs
-    best = min(history, key=lambda r: r.get("val_mae", np.inf)) if history else {}
+    monitor = monitor_metric(config.get("task"))
+    best = min(history, key=lambda r: r.get(monitor, np.inf)) if history else {}
     composition = data.inputs == "composition"
     return {
         "model": config,
+        "task": config.get("task", "regression"),
         # an attention model reads compositions: predict() turns formulas into slots
         "featurizer": (
             slots_featurizer(attrs.get("featurizer")) if composition else attrs.get("featurizer")
@@ -356,7 +370,19 @@ def _card(data, config, targets, units, metrics, history, seconds, locals_) -> d
             "epochs": len(history),
             "best_epoch": best.get("epoch"),
             "best_val_mae": best.get("val_mae"),
+            "monitor": monitor,
+            f"best_{monitor}": best.get(monitor),
             "seconds": round(seconds, 2),
         },
         "versions": installed_versions("xenonscale", "torch", "lightning", "numpy", "zarr"),
     }
+
+
+def _resolve_task(task, store, targets, data, storage_options) -> str:
+    """The task from the flag, or inferred from the training targets (a 0/1 target: classifier)."""
+    if data is None:
+        names = [targets] if isinstance(targets, str) else list(targets)
+        return resolve_task(task, store_targets(store, names, storage_options), names)
+    data.setup("fit")
+    return resolve_task(task, data.y[data.rows["train"]], data.targets)
+
