@@ -35,6 +35,14 @@ PRUNERS = Choice(("median", "hyperband", "none"), library="xenonscale.models.tun
 LR_SCHEDULES = Choice(["plateau", "cosine", "none"])
 ACCELERATORS = Choice(["auto", "cpu", "gpu", "cuda", "mps"])
 STRATEGIES = Choice(["auto", "ddp", "ddp_spawn"])
+TASKS = Choice(("regression", "classification"), library="xenonscale.models.backbones:TASKS")
+task_option = click.option(
+    "--task",
+    type=TASKS,
+    default=None,
+    help="regression, or classification of a 0/1 target [default: classification when "
+    "every target holds only 0 and 1]",
+)
 BACKBONES = Choice(("mlp", "attention"), library="xenonscale.models.training:BACKBONE_INPUTS")
 ELEMENTS = Choice("xenonscale.elements.presets:PRESETS", case_sensitive=False)
 
@@ -123,6 +131,7 @@ def _data_options(params: dict) -> dict:
 
 @click.command(cls=Command)
 @data_arguments
+@task_option
 @click.option(
     "--batch-size",
     type=POSITIVE_INT,
@@ -252,6 +261,7 @@ def train(
 
 @click.command(cls=Command)
 @data_arguments
+@task_option
 @click.option("--trials", type=POSITIVE_INT, required=True, help="new trials to run")
 @click.option(
     "--storage",
@@ -291,7 +301,8 @@ def tune(store, target, zoo, artifacts, storage_options, register, no_progress, 
         **params,
     )
     click.echo(f"study {result.study}: {result.trials} trials {result.states}")
-    click.echo(f"best val MAE {result.best_value:.4g} with {json.dumps(result.best_params)}")
+    best = f"best {result.metric} {result.best_value:.4g}"
+    click.echo(f"{best} ({result.task}) with {json.dumps(result.best_params)}")
     for path in result.files.values():
         click.echo(f"plot: {path}")
     if register:

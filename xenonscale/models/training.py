@@ -385,4 +385,3 @@ def _resolve_task(task, store, targets, data, storage_options) -> str:
         return resolve_task(task, store_targets(store, names, storage_options), names)
     data.setup("fit")
     return resolve_task(task, data.y[data.rows["train"]], data.targets)
-

@@ -3,9 +3,15 @@
 Every trial is one Dask task that loads the shared study (SQLite for one
 machine, PostgreSQL for a cluster), asks for one set of parameters (TPE),
 trains with Lightning under a pruning callback (median or Hyperband) and
-reports the validation MAE. ``trials`` tasks are submitted, so the study gets
-exactly that many new trials, whatever the number of workers. A worker
-process keeps the store's DataModule between its trials.
+reports the best value of the monitored validation metric
+(:func:`~xenonscale.models.tasks.monitor_metric`: ``val_mae`` for a
+regression, ``val_logloss`` for a classification of a 0/1 target; the study
+minimizes either). The task is resolved once, before any trial (given, or
+inferred from a 0/1 target), and recorded in the study's user attributes with
+the metric and direction: a study cannot mix tasks. ``trials`` tasks are
+submitted, so the study gets exactly that many new trials, whatever the
+number of workers. A worker process keeps the store's DataModule between its
+trials.
 
 Examples
 --------
@@ -27,6 +33,7 @@ from pathlib import Path
 from xenonscale.cluster import close_client, get_client
 from xenonscale.errors import ConfigError
 from xenonscale.models.data import StoreDataModule
+from xenonscale.models.tasks import monitor_metric, resolve_task, store_targets
 from xenonscale.models.training import train_model
 
 __all__ = ["PRUNERS", "TuneResult", "hidden_from_params", "suggest", "tune"]
@@ -85,8 +92,9 @@ def _data(store: str, targets: tuple[str, ...], options: str, seed: int):
 
 
 def _run_trial(
-    index: int, store, targets, options, storage, study_name, pruner, seed, epochs, loss
-) -> dict:
+    index: int, store, targets, options, storage, study_name, pruner, seed, epochs, loss,
+    task="regression",
+) -> dict:  # fmt: skip
     """Dask task: one trial of the shared study; returns its number, state and value."""
     import optuna
     import torch
@@ -101,6 +109,7 @@ def _run_trial(
         pruner=_pruner(pruner),
     )
     data = _data(store, tuple(targets), options, seed)
+    monitor = monitor_metric(task)
 
     def objective(trial) -> float:
         params = suggest(trial)
@@ -121,10 +130,11 @@ def _run_trial(
                 lr=params["lr"],
                 weight_decay=params["weight_decay"],
                 loss=loss,
+                task=task,
                 accelerator="cpu",
-                callbacks=[PyTorchLightningPruningCallback(trial, monitor="val_mae")],
+                callbacks=[PyTorchLightningPruningCallback(trial, monitor=monitor)],
             )
-        return float(result.card["training"]["best_val_mae"])
+        return float(result.card["training"][f"best_{monitor}"])
 
     finished = []
     study.optimize(
@@ -153,6 +163,9 @@ class TuneResult:
     best_params: dict
     files: dict[str, Path] = field(default_factory=dict)
     output: Path = Path(".")
+    task: str = "regression"
+    metric: str = "val_mae"
+    direction: str = "minimize"
 
 
 def tune(
@@ -168,6 +181,7 @@ def tune(
     max_epochs: int = 30,
     pruner: str = "median",
     loss: str = "mae",
+    task: str | None = None,
     seed: int = 0,
     data_options: dict | None = None,
     storage_options: dict | None = None,
@@ -178,7 +192,8 @@ def tune(
 
     Plots (optimization history, parameter importances) and ``best.json`` go
     to ``output`` (default ``./tune/STUDY``). ``storage_options`` are the
-    store's (``s3://``), passed to every trial's DataModule.
+    store's (``s3://``), passed to every trial's DataModule. ``task`` as in
+    :func:`~xenonscale.models.training.train_model` (``None``: inferred).
     """
     import optuna
     from distributed import as_completed
@@ -189,11 +204,23 @@ def tune(
     if pruner not in PRUNERS:
         raise ConfigError(f"--pruner {pruner!r}: use one of {', '.join(PRUNERS)}")
     targets = [targets] if isinstance(targets, str) else list(targets)
-    optuna.create_study(
-        study_name=study, storage=_storage(storage), direction="minimize", load_if_exists=True
+    task = resolve_task(task, store_targets(store, targets, storage_options), targets)
+    metric, direction = monitor_metric(task), "minimize"
+    created = optuna.create_study(
+        study_name=study, storage=_storage(storage), direction=direction, load_if_exists=True
     )
-    before = len(optuna.load_study(study_name=study, storage=_storage(storage)).trials)
+    recorded = created.user_attrs.get("metric")
+    if recorded not in (None, metric):
+        raise ConfigError(
+            f"--study {study!r} minimizes {recorded} ({created.user_attrs.get('task')}); this "
+            f"{task} minimizes {metric}: use a new --study name"
+        )
+    for key, value in (("task", task), ("metric", metric), ("direction", direction)):
+        created.set_user_attr(key, value)
+    before = len(created.trials)
     trial_options = dict(data_options or {})
+    if task == "classification":  # outlier rules are for values, not class labels
+        trial_options["outliers"] = "keep"
     if storage_options:
         trial_options["storage_options"] = dict(storage_options)
     options = json.dumps(trial_options, sort_keys=True)
@@ -213,6 +240,7 @@ def tune(
                 seed,
                 max_epochs,
                 loss,
+                task,
                 pure=False,
             )
             for i in range(trials)
@@ -243,12 +271,13 @@ def tune(
         dict(best.params),
         files=_plots(final, folder),
         output=folder,
+        task=task,
+        metric=metric,
+        direction=direction,
     )
-    (folder / "best.json").write_text(
-        json.dumps(
-            {"study": study, "value": best.value, "params": best.params, "states": states}, indent=1
-        )
-    )
+    record = {"study": study, "task": task, "metric": metric, "direction": direction}
+    record |= {"value": best.value, "params": best.params, "states": states}
+    (folder / "best.json").write_text(json.dumps(record, indent=1))
     return result
 
 

@@ -131,6 +131,7 @@ def register_best_trial(
         batch_size=params["batch_size"],
         max_epochs=max_epochs * 2,
         loss=loss,
+        task=tuned.task,
         seed=seed,
         data_options=data_options,
         storage_options=storage_options,
