@@ -37,9 +37,11 @@ import time
 import warnings
 from dataclasses import asdict, dataclass
 
+import numpy as np
 import pandas as pd
 from tqdm.auto import tqdm
 
+from xenonscale.chem.formula import parse_compositions
 from xenonscale.cluster import close_client, get_client
 from xenonscale.engine.bookkeeping import (
     JobLock,
@@ -51,10 +53,14 @@ from xenonscale.engine.bookkeeping import (
 from xenonscale.errors import ConfigError, FeaturizerError, StoreError
 from xenonscale.featurize.base import featurize_safely
 from xenonscale.featurize.registry import FeaturizerSpec, element_tables
+from xenonscale.featurize.slots import COMPOSITION_SLOTS, composition_slots
+from xenonscale.limits import record_limits
 from xenonscale.sources import open_source
 from xenonscale.sources.base import Partition, Source
 from xenonscale.store.layout import (
     BOOKKEEPING,
+    COMPOSITION_ELEMENT,
+    COMPOSITION_FRACTION,
     STORE_TITLE,
     StoreLocation,
     clear_store,
@@ -62,6 +68,7 @@ from xenonscale.store.layout import (
 )
 from xenonscale.store.writer import (
     COMPRESSIONS,
+    composition_attrs,
     create_store,
     extra_kinds,
     finalize_store,
@@ -106,8 +113,14 @@ def _run_partition(
     spec: FeaturizerSpec,
     extras: dict[str, str],
     renamed: dict[str, str] | None = None,
+    slots: int | None = None,
 ) -> dict:
-    """Worker task: read → featurize → write region → done marker; returns counts."""
+    """Worker task: read → featurize → write region → done marker; returns counts.
+
+    With ``slots`` (composition stores) the region also gets each row's
+    composition (:func:`~xenonscale.featurize.slots.composition_slots`), zero
+    where the row failed.
+    """
     frame = source.read(partition)
     if len(frame) != partition.rows:
         raise StoreError(
@@ -120,8 +133,9 @@ def _run_partition(
     if spec.on_error == "raise" and batch.errors:
         first = batch.errors[0]
         raise FeaturizerError(f"row {partition.start + first.row}: {first.input!r}: {first.reason}")
+    arrays, without_slots = _composition_arrays(frame["input"], batch.ok, slots, spec)
     try:
-        write_region(location, partition.start, frame, batch.values, batch.ok, extras)
+        write_region(location, partition.start, frame, batch.values, batch.ok, extras, arrays)
     except OSError as exc:  # a full disk, a read-only mount, a vanished bucket
         raise StoreError(
             f"cannot write rows {partition.start}..{partition.stop - 1} of {location.url!r} "
@@ -133,6 +147,7 @@ def _run_partition(
         "start": partition.start,
         "rows": partition.rows,
         "ok": int(batch.ok.sum()),
+        "rows_without_slots": without_slots,
         "errors": [
             {"row": partition.start + e.row, "input": e.input, "error": e.reason}
             for e in batch.errors
@@ -140,6 +155,21 @@ def _run_partition(
     }
     write_done(location, partition.index, record)
     return {key: record[key] for key in ("index", "rows", "ok")} | {"errors": len(batch.errors)}
+
+
+def _composition_arrays(
+    inputs: pd.Series, ok: np.ndarray, slots: int | None, spec: FeaturizerSpec
+) -> tuple[dict[str, np.ndarray] | None, int]:
+    """The composition arrays of a region (zero where ``ok`` is False) and the ok rows that
+    did not fit in ``slots``; ``(None, 0)`` when the store keeps no composition."""
+    if slots is None:
+        return None, 0
+    with record_limits(spec.limits):
+        elements, fractions, fits = composition_slots(parse_compositions(inputs.tolist()), slots)
+    elements[~ok] = 0
+    fractions[~ok] = 0
+    arrays = {COMPOSITION_ELEMENT: elements, COMPOSITION_FRACTION: fractions}
+    return arrays, int((ok & ~fits).sum())
 
 
 def featurize_to_store(
@@ -268,6 +298,7 @@ def _load_or_plan(
     location, source, spec, featurizer, chunk_rows, partition_rows, compression
 ) -> dict:
     tables = element_tables(featurizer)
+    slots = COMPOSITION_SLOTS if spec.kind == "composition" else None
     identity = {
         "featurizer": spec.to_dict(),
         "labels": spec_hash({"labels": list(featurizer.labels)}),
@@ -278,6 +309,8 @@ def _load_or_plan(
         "partition_rows": partition_rows,
         "compression": compression,
     }
+    if slots is not None:  # stores from before the composition arrays are rebuilt, not resumed
+        identity["composition_slots"] = slots
     digest = spec_hash(identity)
     manifest_path = (BOOKKEEPING, "manifest.json")
     if location.fs.exists(location.path(*manifest_path)):
@@ -330,6 +363,7 @@ def _load_or_plan(
         chunk_rows=chunk_rows,
         attrs=attrs,
         compression=compression,
+        composition_slots=slots,
     )
     manifest = {
         "spec_hash": digest,
@@ -337,6 +371,7 @@ def _load_or_plan(
         "rows": total,
         "extras": extras,
         "renamed": renamed,
+        "composition_slots": slots,
         "attrs": attrs,
         "partitions": [asdict(p) for p in partitions],
     }
@@ -347,7 +382,7 @@ def _load_or_plan(
 #: Names of the store's own arrays and folders: a source column may not take them.
 RESERVED_NAMES = frozenset(
     {"features", "feature", "sample", "ok", "id", "input", "row", "errors", "zarr.json",
-     BOOKKEEPING}
+     COMPOSITION_ELEMENT, COMPOSITION_FRACTION, "element_slot", BOOKKEEPING}
 )  # fmt: skip
 #: The prefix a clashing source column gets in the store.
 RENAME_PREFIX = "source_"
@@ -397,7 +432,13 @@ def _run_pending(pending, source, location, spec, manifest, client, progress, do
         client = get_client(quiet=not progress)
     try:
         bag = db.from_sequence(pending, npartitions=len(pending)).map(
-            _run_partition, source, location, spec, manifest["extras"], manifest.get("renamed")
+            _run_partition,
+            source,
+            location,
+            spec,
+            manifest["extras"],
+            manifest.get("renamed"),
+            manifest.get("composition_slots"),
         )
         futures = client.compute(bag.to_delayed())
         initial = sum(record["rows"] for record in done.values())
@@ -434,11 +475,11 @@ def _finish(location, manifest, partitions, resumed, started) -> JobSummary:
             f"counts do not add up: {featurized} featurized + {len(errors)} errors != {rows} rows"
         )
     seconds = time.perf_counter() - started
-    finalize_store(
-        location,
-        errors.sort_values("row", kind="stable").reset_index(drop=True),
-        {"featurized": featurized, "errors": len(errors), "finished": time.strftime("%c")},
-    )
+    final = {"featurized": featurized, "errors": len(errors), "finished": time.strftime("%c")}
+    if manifest.get("composition_slots") is not None:
+        without = sum(done[p.index].get("rows_without_slots", 0) for p in partitions)
+        final |= composition_attrs(manifest["composition_slots"], without)
+    finalize_store(location, errors.sort_values("row", kind="stable").reset_index(drop=True), final)
     return JobSummary(
         store=location.url,
         rows=rows,

@@ -25,6 +25,6 @@ A store as the engine writes it (three formulas, one of them wrong):
 [{'row': 2, 'input': 'Xx2', 'error': "unknown element 'Xx'"}]
 """
 
-from xenonscale.store.layout import StoreLocation, open_store, read_errors
+from xenonscale.store.layout import StoreLocation, open_store, read_composition, read_errors
 
-__all__ = ["StoreLocation", "open_store", "read_errors"]
+__all__ = ["StoreLocation", "open_store", "read_composition", "read_errors"]

@@ -9,6 +9,9 @@
       ok        [sample]           bool: featurized without error
       id, input [sample]           text
       <extra>   [sample]           every extra source column (float64 or text)
+      composition_element  [sample, element_slot]  int16   composition stores only:
+      composition_fraction [sample, element_slot]  float32 the composition as data
+                                   (COMPOSITION_ENCODING; attrs["composition"])
       errors/                      subgroup: row, input, error (written at the end)
       _xenonscale/                 engine bookkeeping (not Zarr): manifest.json,
                                    lock.json, done/NNNNNN.json, errors/NNNNNN.json
@@ -22,6 +25,7 @@ A store the engine wrote (:mod:`xenonscale.store` makes one in its runnable exam
 >>> import xenonscale
 >>> ds = xenonscale.open_store("mp.zarr")  # doctest: +SKIP
 >>> errors = xenonscale.read_errors("mp.zarr")  # doctest: +SKIP
+>>> elements, fractions = read_composition("mp.zarr", rows=slice(0, 100))  # doctest: +SKIP
 """
 
 from __future__ import annotations
@@ -41,16 +45,30 @@ from xenonscale.errors import StoreError
 
 __all__ = [
     "BOOKKEEPING",
+    "COMPOSITION_ELEMENT",
+    "COMPOSITION_ENCODING",
+    "COMPOSITION_FRACTION",
     "STORE_TITLE",
     "StoreLocation",
     "clear_store",
     "open_store",
+    "read_composition",
     "read_errors",
     "store_state",
 ]
 
 BOOKKEEPING = "_xenonscale"
 FEATURES = "features"
+#: Arrays of a composition store holding each row's composition (``[sample, element_slot]``).
+COMPOSITION_ELEMENT = "composition_element"
+COMPOSITION_FRACTION = "composition_fraction"
+#: How those arrays encode a composition (also in the store's ``composition`` attribute).
+COMPOSITION_ENCODING = (
+    "composition_element holds the atomic number Z of each element present and "
+    "composition_fraction its atomic fraction, sorted by fraction descending (ties by Z "
+    "ascending), 0 = empty slot; fractions sum to 1; rows that failed or hold more "
+    "elements than slots are all zero"
+)
 #: The ``title`` attribute of every store the engine creates (how it knows its own).
 STORE_TITLE = "xenonscale feature store"
 #: What a store folder may hold: root metadata, Zarr nodes and the bookkeeping folder.
@@ -262,4 +280,74 @@ def read_errors(url: str, *, storage_options: dict | None = None) -> pd.DataFram
             "input": np.asarray(errors["input"][:], dtype=object),
             "error": np.asarray(errors["error"][:], dtype=object),
         }
+    )
+
+
+def read_composition(
+    url: str, rows: slice | np.ndarray | None = None, *, storage_options: dict | None = None
+) -> tuple[np.ndarray, np.ndarray]:
+    """The compositions of a composition store: ``(elements int16, fractions float32)``.
+
+    Both are ``[rows, slots]`` (see :data:`COMPOSITION_ENCODING`): atomic numbers
+    by fraction descending, 0 = empty slot, fractions summing to 1; rows that
+    failed or did not fit are all zero.
+
+    Parameters
+    ----------
+    url
+        The store.
+    rows
+        A slice or integer indices of rows; None reads every row.
+
+    Raises
+    ------
+    StoreError
+        No store at ``url``, or a store without composition arrays (not a
+        composition store, or built before they existed).
+
+    Examples
+    --------
+    >>> import tempfile
+    >>> from pathlib import Path
+    >>> from distributed import Client
+    >>> from xenonscale.engine import featurize_to_store
+    >>> from xenonscale.featurize.registry import FeaturizerSpec
+    >>> folder = Path(tempfile.mkdtemp())
+    >>> _ = (folder / "f.csv").write_text("formula\\nFe2O3\\nNaCl\\n")
+    >>> with Client(processes=False, n_workers=1, dashboard_address=None) as client:
+    ...     _ = featurize_to_store(
+    ...         str(folder / "f.csv"), str(folder / "f.zarr"),
+    ...         FeaturizerSpec.parse("composition", "Counting"),
+    ...         column="formula", client=client, progress=False,
+    ...     )
+    >>> elements, fractions = read_composition(str(folder / "f.zarr"))
+    >>> elements[:, :3].tolist(), fractions[1, :2].tolist()
+    ([[8, 26, 0], [11, 17, 0]], [0.5, 0.5])
+    """
+    import zarr
+
+    location = StoreLocation(url, storage_options)
+    if not location.exists():
+        raise StoreError(f"no feature store at {url!r}: run `xenonscale featurize ... -o {url}`")
+    group = zarr.open_group(location.zarr_store(), mode="r")
+    if COMPOSITION_ELEMENT not in group or COMPOSITION_FRACTION not in group:
+        kind = (group.attrs.get("featurizer") or {}).get("kind", "unknown")
+        if kind != "composition":
+            raise StoreError(
+                f"store {url!r} has no composition arrays: it is a {kind!r} store, and only "
+                "composition stores keep them"
+            )
+        raise StoreError(
+            f"store {url!r} has no composition arrays (built before xenonscale kept the "
+            "composition in composition stores): featurize it again with --overwrite"
+        )
+    selection = slice(None) if rows is None else rows
+    elements = group[COMPOSITION_ELEMENT]
+    fractions = group[COMPOSITION_FRACTION]
+    if isinstance(selection, slice):
+        return np.asarray(elements[selection]), np.asarray(fractions[selection])
+    index = np.asarray(selection, dtype=np.int64)
+    return (
+        np.asarray(elements.get_orthogonal_selection((index, slice(None)))),
+        np.asarray(fractions.get_orthogonal_selection((index, slice(None)))),
     )

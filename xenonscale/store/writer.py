@@ -27,9 +27,23 @@ import numpy as np
 import pandas as pd
 
 from xenonscale.errors import ConfigError
-from xenonscale.store.layout import BOOKKEEPING, FEATURES, StoreLocation
+from xenonscale.store.layout import (
+    BOOKKEEPING,
+    COMPOSITION_ELEMENT,
+    COMPOSITION_ENCODING,
+    COMPOSITION_FRACTION,
+    FEATURES,
+    StoreLocation,
+)
 
-__all__ = ["COMPRESSIONS", "create_store", "extra_kinds", "finalize_store", "write_region"]
+__all__ = [
+    "COMPRESSIONS",
+    "composition_attrs",
+    "create_store",
+    "extra_kinds",
+    "finalize_store",
+    "write_region",
+]
 
 TEXT = "text"
 NUMBER = "number"
@@ -76,8 +90,15 @@ def create_store(
     chunk_rows: int,
     attrs: Mapping[str, object],
     compression: str = "lz4",
+    composition_slots: int | None = None,
 ) -> None:
-    """Create the group and its empty arrays (``rows`` samples × ``len(labels)``)."""
+    """Create the group and its empty arrays (``rows`` samples × ``len(labels)``).
+
+    With ``composition_slots`` (composition stores) it also creates
+    ``composition_element`` (int16) and ``composition_fraction`` (float32), both
+    ``[sample, element_slot]``, zero-filled, and the ``composition`` attribute
+    (its ``rows_without_slots`` is None until :func:`finalize_store`).
+    """
     import zarr
 
     codec = _compressor(compression)
@@ -150,7 +171,39 @@ def create_store(
                 dimension_names=["sample"],
                 compressors=codec,
             )
-    group.attrs.update({**attrs, "complete": False})
+    composition = {}
+    if composition_slots is not None:
+        for name, dtype in ((COMPOSITION_ELEMENT, "int16"), (COMPOSITION_FRACTION, "float32")):
+            group.create_array(
+                name,
+                shape=(rows, composition_slots),
+                chunks=(chunk, composition_slots),
+                dtype=dtype,
+                fill_value=0,
+                compressors=codec,
+                dimension_names=["sample", "element_slot"],
+            )
+        composition = composition_attrs(composition_slots)
+    group.attrs.update({**attrs, **composition, "complete": False})
+
+
+def composition_attrs(slots: int, rows_without_slots: int | None = None) -> dict[str, object]:
+    """The ``composition`` attribute of a composition store.
+
+    ``rows_without_slots`` counts the ok rows whose composition did not fit in
+    ``slots`` (their slots are zero); None until the job finishes.
+
+    >>> composition_attrs(16, 0)["composition"]["arrays"]
+    ['composition_element', 'composition_fraction']
+    """
+    return {
+        "composition": {
+            "slots": int(slots),
+            "arrays": [COMPOSITION_ELEMENT, COMPOSITION_FRACTION],
+            "encoding": COMPOSITION_ENCODING,
+            "rows_without_slots": rows_without_slots,
+        }
+    }
 
 
 def _clear_except_bookkeeping(location: StoreLocation) -> None:
@@ -191,13 +244,20 @@ def write_region(
     values: np.ndarray,
     ok: np.ndarray,
     extras: Mapping[str, str],
+    arrays: Mapping[str, np.ndarray] | None = None,
 ) -> None:
-    """Write rows ``start ..< start + len(frame)`` of every array (one worker, no lock)."""
+    """Write rows ``start ..< start + len(frame)`` of every array (one worker, no lock).
+
+    ``arrays`` gives further ``[rows, ...]`` arrays by name (the composition
+    slots of a composition store), written into the arrays of that name.
+    """
     import zarr
 
     group = zarr.open_group(location.zarr_store(), mode="r+")
     stop = start + len(frame)
     group[FEATURES][start:stop] = values.astype(np.float32, copy=False)
+    for name, data in (arrays or {}).items():
+        group[name][start:stop] = data
     group["ok"][start:stop] = ok
     group["id"][start:stop] = _as_text(frame["id"])
     group["input"][start:stop] = _inputs_as_text(frame["input"])
