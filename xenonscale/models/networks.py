@@ -21,12 +21,15 @@ from __future__ import annotations
 from torch import nn
 
 from xenonscale.errors import ConfigError
+from xenonscale.models.attention import AttentionModel
 from xenonscale.models.backbones import PropertyModel
+from xenonscale.models.ensemble import EnsembleModel
 
 __all__ = ["BACKBONES", "backbone_name", "build_model", "is_property_model"]
 
 #: Backbone name → class with a ``from_config`` constructor.
-BACKBONES: dict[str, type[nn.Module]] = {"mlp": PropertyModel}
+BACKBONES: dict[str, type[nn.Module]] = {"mlp": PropertyModel, "attention": AttentionModel}
+BACKBONES["ensemble"] = EnsembleModel  # members built by build_model (models/ensemble.py)
 
 
 def backbone_name(config: dict) -> str:

@@ -31,7 +31,7 @@ from dataclasses import dataclass, fields
 from typing import Any
 
 from xenonscale.errors import ConfigError, ZooError
-from xenonscale.models.backbones import ACTIVATIONS, model_size
+from xenonscale.models.backbones import ACTIVATIONS, TASKS, model_size
 
 __all__ = ["ZooLimits", "check_model_config", "weights_bound"]
 
@@ -43,7 +43,10 @@ _MODEL_KEYS = (
     "batch_norm",
     "activation",
     "input_clip",
+    "task",
 )
+#: Keys of a deep ensemble's config (its members are checked as models of their own).
+_ENSEMBLE_KEYS = ("backbone", "members", "in_features", "out_features", "task")
 #: Room for the safetensors header (tensor names, dtypes, shapes) beyond the tensor bytes.
 _HEADER_ALLOWANCE = 1 << 20
 #: Bytes per stored element at most (float64 / int64).
@@ -132,6 +135,8 @@ def check_model_config(
         raise ZooError(
             f"{field} is {type(config).__name__}, not a model config: export the model again"
         )
+    if config.get("backbone") == "ensemble":
+        return _check_ensemble(config, limits, field)
     unknown = sorted(str(key) for key in set(config) - set(_MODEL_KEYS))
     if unknown:
         raise ZooError(
@@ -159,6 +164,8 @@ def check_model_config(
         raise ZooError(f"{field}['input_clip'] = {_short(clip)}: give a positive number")
     if not isinstance(config.get("batch_norm", True), bool):
         raise ZooError(f"{field}['batch_norm'] = {_short(config['batch_norm'])}: give true/false")
+    if config.get("task", "regression") not in TASKS:
+        raise ZooError(f"{field}['task'] = {_short(config['task'])}: give one of {list(TASKS)}")
     activation = config.get("activation", "relu")
     if not isinstance(activation, str) or activation not in ACTIVATIONS:
         raise ZooError(
@@ -174,6 +181,37 @@ def check_model_config(
             "max_parameters",
             "the card asks for an absurd model",
         )
+    return parameters, elements
+
+
+def _check_ensemble(config: Mapping, limits: ZooLimits, field: str) -> tuple[int, int]:
+    """A deep ensemble's config (models/ensemble.py): each member checked, sizes summed."""
+    unknown = sorted(str(key) for key in set(config) - set(_ENSEMBLE_KEYS))
+    if unknown:
+        raise ZooError(
+            f"{field} has unknown ensemble option(s) {_short(unknown)}: this xenonscale knows "
+            f"{list(_ENSEMBLE_KEYS)}; install the version that exported it or export it again"
+        )
+    members = config.get("members")
+    if not isinstance(members, list) or not members:
+        raise ZooError(
+            f"{field}['members'] = {_short(members)}: give a non-empty list of member configs; "
+            "export the model again"
+        )
+    parameters = elements = 0
+    for k, member in enumerate(members):
+        if isinstance(member, Mapping) and member.get("backbone") == "ensemble":
+            raise ZooError(f"{field}['members'][{k}] is an ensemble itself: export it again")
+        try:
+            size = check_model_config(member, limits)
+        except ZooError as exc:
+            raise ZooError(f"{field}['members'][{k}]: {exc}") from None
+        parameters, elements = parameters + size[0], elements + size[1]
+        if parameters > limits.max_parameters:
+            raise limits.refuse(
+                f"{field} (parameters of {k + 1} members)", parameters, "max_parameters",
+                "the card asks for an absurd model",
+            )  # fmt: skip
     return parameters, elements
 
 
