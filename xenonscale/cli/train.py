@@ -35,14 +35,6 @@ PRUNERS = Choice(("median", "hyperband", "none"), library="xenonscale.models.tun
 LR_SCHEDULES = Choice(["plateau", "cosine", "none"])
 ACCELERATORS = Choice(["auto", "cpu", "gpu", "cuda", "mps"])
 STRATEGIES = Choice(["auto", "ddp", "ddp_spawn"])
-TASKS = Choice(("regression", "classification"), library="xenonscale.models.backbones:TASKS")
-task_option = click.option(
-    "--task",
-    type=TASKS,
-    default=None,
-    help="regression, or classification of a 0/1 target [default: classification when "
-    "every target holds only 0 and 1]",
-)
 BACKBONES = Choice(("mlp", "attention"), library="xenonscale.models.training:BACKBONE_INPUTS")
 ELEMENTS = Choice("xenonscale.elements.presets:PRESETS", case_sensitive=False)
 
@@ -131,7 +123,7 @@ def _data_options(params: dict) -> dict:
 
 @click.command(cls=Command)
 @data_arguments
-@task_option
+@options.task()
 @click.option(
     "--batch-size",
     type=POSITIVE_INT,
@@ -206,6 +198,15 @@ def _data_options(params: dict) -> dict:
     show_default=True,
     help="Lightning strategy (ddp: several devices)",
 )
+@click.option(
+    "--ensemble",
+    type=click.IntRange(min=2),
+    default=None,
+    help="train a deep ensemble of N members as parallel Dask tasks (one zoo entry, "
+    "predictions with a standard deviation)",
+)
+@options.workers()
+@options.scheduler("dask_scheduler")
 @click.option("--no-register", is_flag=True, help="save only, no zoo entry")
 @options.no_progress()
 def train(
@@ -230,11 +231,16 @@ def train(
     """
     from xenonscale.models.training import train_model
     from xenonscale.viz.training import training_figures
+    from xenonscale.workflows.ensembles import train_ensemble
     from xenonscale.workflows.registration import register_result
 
     data_options = _data_options(params)
     backbone_options = _backbone_options(params)
-    result = train_model(
+    members, workers, address = (params.pop(k) for k in ("ensemble", "workers", "dask_scheduler"))
+    if members is None and (workers is not None or address is not None):
+        raise click.UsageError("--workers and --scheduler run ensemble members: add --ensemble N")
+    dask = {"members": members, "workers": workers, "dask_scheduler": address} if members else {}
+    result = (train_ensemble if members else train_model)(
         store,
         list(target),
         name=name,
@@ -244,6 +250,7 @@ def train(
         data_options=data_options,
         progress=not no_progress,
         storage_options=storage_options,
+        **dask,
         **params,
     )
     if no_register:
@@ -254,6 +261,9 @@ def train(
     metrics = result.metrics.get("val", {})
     shown = ", ".join(f"{k} {v:.4g}" for k, v in metrics.items() if isinstance(v, float))
     click.echo(f"validation: {shown}")
+    if members:
+        means = result.card["ensemble"]["member_mean"].get("val", {})
+        click.echo(f"members' mean MAE: {means.get('mae', float('nan')):.4g} ({members} members)")
     click.echo(f"counts: {result.card['split']['counts']}")
     click.echo(f"saved: {result.output}" + (f"  registered: {result.ref}" if result.ref else ""))
     return 0
@@ -261,7 +271,7 @@ def train(
 
 @click.command(cls=Command)
 @data_arguments
-@task_option
+@options.task()
 @click.option("--trials", type=POSITIVE_INT, required=True, help="new trials to run")
 @click.option(
     "--storage",

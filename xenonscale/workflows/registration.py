@@ -52,6 +52,7 @@ from pathlib import Path
 from xenonscale.errors import ConfigError
 from xenonscale.models.training import TrainResult, train_model
 from xenonscale.models.tuning import TuneResult, hidden_from_params
+from xenonscale.workflows.ensembles import train_ensemble
 from xenonscale.zoo import Zoo
 
 __all__ = ["Figures", "register_best_trial", "register_result", "train_and_register"]
@@ -68,18 +69,25 @@ def train_and_register(
     zoo: Zoo | str | None = None,
     figures: Figures | None = None,
     promote: bool = False,
+    ensemble: int | None = None,
     **train_options,
 ) -> TrainResult:
     """Train on ``store`` (:func:`train_model` options), register as ``name@N``; ``result.ref``.
 
     ``zoo`` is a :class:`Zoo` or its location (default: the default zoo);
     ``figures`` draws files registered with the model; ``promote`` makes the
-    new version the production one.
+    new version the production one. ``ensemble=N`` trains a deep ensemble of N
+    members as parallel Dask tasks (:func:`~xenonscale.workflows.ensembles.train_ensemble`,
+    which also takes ``client``, ``dask_scheduler``, ``workers``) and registers it as one
+    version.
     """
     if not name:
         raise ConfigError("name='' : a registered model needs a name, e.g. name='mp-gap'")
     zoo = zoo if isinstance(zoo, Zoo) else Zoo(zoo)
-    result = train_model(store, targets, name=name, **train_options)
+    if ensemble is not None:
+        result = train_ensemble(store, targets, members=ensemble, name=name, **train_options)
+    else:
+        result = train_model(store, targets, name=name, **train_options)
     return register_result(result, zoo, figures=figures, promote=promote)
 
 

@@ -24,6 +24,7 @@ from xenonscale.errors import ConfigError, ZooError, ZooMismatchError
 from xenonscale.featurize.base import errors_frame, featurize_safely
 from xenonscale.featurize.registry import element_tables
 from xenonscale.models.backbones import predict_array
+from xenonscale.models.ensemble import has_uncertainty, predict_array_with_std
 from xenonscale.zoo.card import featurizer_spec
 from xenonscale.zoo.refs import ModelRef
 
@@ -78,11 +79,27 @@ class ZooModel:
             raise ConfigError(f"{self.ref} has no file {name!r}; files: {self.files}")
         return self._read_file(name)
 
-    def predict_features(self, x: np.ndarray) -> np.ndarray:
+    @property
+    def has_uncertainty(self) -> bool:
+        """True when the model predicts its own standard deviation (a deep ensemble)."""
+        return has_uncertainty(self.model)
+
+    def _check_uncertainty(self) -> None:
+        if not self.has_uncertainty:
+            raise ConfigError(
+                f"{self.ref} has no uncertainty of its own (one network, not an ensemble): "
+                "train it with xenonscale train --ensemble N to predict with return_std=True"
+            )
+
+    def predict_features(self, x: np.ndarray, return_std: bool = False):
         """Predictions ``float32[n, targets]`` in the targets' units from ``float32[n, in]``.
 
         Batched, without gradients; NaN features count as the training mean.
+        ``return_std=True`` (ensembles only) returns ``(mean, std)``, the std
+        across the ensemble's members (:mod:`xenonscale.models.ensemble`).
         """
+        if return_std:
+            self._check_uncertainty()
         x = np.asarray(x, dtype=np.float32)
         width = self.model.config["in_features"]
         if x.ndim != 2 or x.shape[1] != width:
@@ -90,6 +107,8 @@ class ZooModel:
                 f"features of shape {x.shape}: {self.ref} needs a 2-D array with {width} "
                 "columns (one row per sample)"
             )
+        if return_std:
+            return predict_array_with_std(self.model, x, self.batch_rows)
         return predict_array(self.model, x, self.batch_rows)
 
     @property
@@ -140,13 +159,17 @@ class ZooModel:
                 )
         return featurizer
 
-    def predict(self, raw_inputs: Sequence[object]) -> pd.DataFrame:
+    def predict(self, raw_inputs: Sequence[object], return_std: bool = False) -> pd.DataFrame:
         """Featurize ``raw_inputs`` (formulas, structures, SMILES) and predict.
 
         Returns one float64 column per target, one row per input (in order; a
         pandas Series keeps its index); rows whose input could not be featurized
         are NaN and listed in :attr:`errors_` and ``frame.attrs["errors"]``
         (``row`` is the 0-based position, ``input``, ``error``).
+        ``return_std=True`` adds a ``<target>_std`` column per target: the
+        standard deviation across an ensemble's members (a model trained with
+        ``xenonscale train --ensemble N``; a single network raises
+        :class:`ConfigError`).
         Raises :class:`ZooMismatchError` if the featurizer or its element tables
         differ from the training ones recorded in the card.
         """
@@ -154,23 +177,33 @@ class ZooModel:
             raise ConfigError(
                 f"predict({raw_inputs!r}): pass a list of inputs, e.g. [{raw_inputs!r}]"
             )
+        if return_std:
+            self._check_uncertainty()
         inputs = list(raw_inputs)
         featurizer = self.featurizer
         values = np.full((len(inputs), len(self.targets)), np.nan)
+        stds = np.full_like(values, np.nan)
         errors = []
         for start in range(0, len(inputs), self.batch_rows):
             chunk = inputs[start : start + self.batch_rows]
             batch = featurize_safely(featurizer, list(chunk))
             ok = np.asarray(batch.ok, dtype=bool)
             if ok.any():
-                predicted = self.predict_features(np.asarray(batch.values)[ok])
-                values[start + np.flatnonzero(ok)] = predicted
+                rows = start + np.flatnonzero(ok)
+                predicted = self.predict_features(np.asarray(batch.values)[ok], return_std)
+                if return_std:
+                    values[rows], stds[rows] = predicted
+                else:
+                    values[rows] = predicted
             errors.extend(
                 type(error)(start + error.row, error.input, error.reason) for error in batch.errors
             )
         self.errors_ = errors_frame(errors)
         index = raw_inputs.index if isinstance(raw_inputs, pd.Series) else None
         frame = pd.DataFrame(values, columns=self.targets, index=index)
+        if return_std:
+            for k, target in enumerate(self.targets):
+                frame[f"{target}_std"] = stds[:, k]
         frame.attrs["errors"] = self.errors_.to_dict("records")
         frame.attrs["model"] = str(self.ref)
         return frame
