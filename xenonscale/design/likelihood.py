@@ -20,10 +20,18 @@ Forward models (``models={property: model}``; a property without one gets the de
   standard deviation is one constant per property, the RMSE of
   ``cv``-fold cross-validated residuals on the training rows;
 * a zoo model (:class:`~xenonscale.zoo.ZooModel`, already trained, not
-  refitted): predicts from the raw SMILES with its own featurizer; the
-  standard deviation is the validation RMSE recorded in its card
-  (``metrics.val.rmse``, or ``metrics.val.<property>.rmse`` for several
-  targets). The property is the model's target of that name, or its only target.
+  refitted): predicts from the raw SMILES with its own featurizer. A deep
+  ensemble (``xenonscale train --ensemble N``) gives each candidate its own
+  standard deviation: ``sqrt(σ² + noise²)``, σ the spread of its members'
+  predictions for that candidate and ``noise`` the card's
+  ``ensemble.noise_std`` (the validation error the spread does not explain:
+  the members share the data's noise, so σ alone is too narrow; on the
+  validation rows the mean of this variance equals the ensemble's MSE; see
+  :mod:`xenonscale.workflows.ensembles`). Any other zoo model has one
+  standard deviation for every candidate: the validation RMSE recorded in
+  its card (``metrics.val.rmse``, or ``metrics.val.<property>.rmse`` for
+  several targets). The property is the model's target of that name, or its
+  only target.
 
 Numerics: each term is computed from ``scipy.special.log_ndtr`` (one tail
 for an open range; a log-difference of the tail where the interval lies for
@@ -406,7 +414,7 @@ class _SklearnForward:
 
 
 class _ZooForward:
-    """A zoo model's column for one property; std = the validation RMSE in its card."""
+    """A zoo model's column for one property; std per candidate (ensemble) or recorded RMSE."""
 
     def __init__(self, model, name: str) -> None:
         targets = list(model.targets)
@@ -420,10 +428,21 @@ class _ZooForward:
                 "of that property or name the target after one of its outputs"
             )
         self.model = model
-        self.std_, split = _recorded_rmse(model.card, self.column, len(targets))
-        self.source = f"zoo {model.ref} {split} RMSE"
+        self.own_std = bool(getattr(model, "has_uncertainty", False))
+        if self.own_std:
+            noise = (model.card.get("ensemble") or {}).get("noise_std") or {}
+            self.std_ = float(noise.get(self.column) or 0.0)
+            self.source = f"zoo {model.ref} ensemble std + val noise std {self.std_:.3g}"
+        else:
+            self.std_, split = _recorded_rmse(model.card, self.column, len(targets))
+            self.source = f"zoo {model.ref} {split} RMSE"
 
     def predict(self, smiles: list[str]) -> tuple[np.ndarray, np.ndarray]:
+        if self.own_std:
+            frame = self.model.predict(smiles, return_std=True)
+            mean = frame[self.column].to_numpy(np.float64)
+            spread = frame[f"{self.column}_std"].to_numpy(np.float64)
+            return mean, np.sqrt(spread**2 + self.std_**2)
         mean = self.model.predict(smiles)[self.column].to_numpy(np.float64)
         return mean, np.where(np.isfinite(mean), self.std_, np.nan)
 
