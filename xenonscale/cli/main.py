@@ -23,6 +23,7 @@ from collections.abc import Sequence
 import click
 
 from xenonscale import __version__
+from xenonscale.cli.benchmark import benchmark
 from xenonscale.cli.catalog import datasets, elements
 from xenonscale.cli.command import Group
 from xenonscale.cli.completion import COMPLETE_VAR, completion
@@ -94,7 +95,7 @@ def cli() -> None:
 
 
 for _command in (featurize, datasets, elements, train, tune, retrain, zoo, transfer, ngram,
-                 design, demo, completion):  # fmt: skip
+                 design, demo, benchmark, completion):  # fmt: skip
     cli.add_command(_command)
 
 

@@ -538,6 +538,17 @@ def format_table(record: dict) -> str:
         ours = summary[metric]
         lines.append(f"  {'this run':<17} {record['model']['label']:<30} {ours['mean']:>9.4f} ± "
                      f"{ours['std']:.4f}")  # fmt: skip
+    reference = record.get("baseline", {}).get("summary", {}).get(metric)
+    if reference:
+        per_fold = ", ".join(
+            f"{f['fold']}: {f['scores'][metric]:.4f}"
+            for f in record["baseline"]["folds"]
+            if f["status"] == "ok"
+        )
+        lines.append(
+            f"  {'same-fold RF':<17} {'rf-magpie (this run)':<30} "
+            f"{reference['mean']:>9.4f} ± {reference['std']:.4f}  [{per_fold}]"
+        )
     return "\n".join(lines)
 
 
@@ -612,6 +623,7 @@ def run_benchmark(
     n_estimators: int = 500,
     train_options: dict | None = None,
     transfer_options: dict | None = None,
+    baseline: bool = False,
     output: str | os.PathLike | None = None,
     store: str | None = None,
     workers: int | None = None,
@@ -638,6 +650,9 @@ def run_benchmark(
         Epochs of a network; the seed of the models and the inner split (the
         outer split is always Matbench's); trees of the forest; more keyword
         arguments of :func:`~xenonscale.models.training.train_model`.
+    baseline
+        Also run ``rf-magpie`` on the same folds in the same run (its record
+        in ``OUTPUT/baseline``; its scores in this record and table).
     output, store
         The folder written (default ``benchmarks/TASK-MODEL``); the store
         (default ``OUTPUT/store-<featurizer>.zarr``, reused when there).
@@ -705,6 +720,22 @@ def run_benchmark(
                       cards.items()}),
         threads, stamp, time.perf_counter() - started,
     )  # fmt: skip
+    if baseline and record["model"]["name"] != "rf-magpie":
+        _say(progress, "baseline: rf-magpie on the same folds")
+        reference = run_benchmark(
+            info.name, model="rf-magpie", folds=chosen, seed=seed, n_estimators=n_estimators,
+            output=output / "baseline", workers=workers, scheduler=scheduler, client=client,
+            progress=progress,
+        )  # fmt: skip
+        record["baseline"] = {
+            "model": "rf-magpie",
+            "record": "baseline/benchmark.json",
+            "summary": reference.record["summary"],
+            "folds": [
+                {"fold": f["fold"], "status": f["status"], "scores": f.get("scores")}
+                for f in reference.record["folds"]
+            ],
+        }
     predictions.to_parquet(output / "predictions.parquet", index=False)
     rows.to_parquet(output / "fold_rows.parquet", index=False)
     (output / "benchmark.json").write_text(json.dumps(record, indent=1, default=_json))
