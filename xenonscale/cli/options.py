@@ -40,6 +40,7 @@ from xenonscale.cli.types import (
 __all__ = [
     "KINDS",
     "LOSSES",
+    "TASKS",
     "column",
     "input_argument",
     "kind",
@@ -56,6 +57,7 @@ __all__ = [
     "seed",
     "storage_options",
     "target",
+    "task",
     "workers",
     "zoo_options",
 ]
@@ -73,6 +75,8 @@ def _kinds() -> list[str]:
 KINDS = Choice(_kinds)
 #: Training losses of the property models.
 LOSSES = Choice(("mae", "mse", "huber"), library="xenonscale.models.module:LOSSES")
+#: What a model learns: a number, or the probability of class 1 of a 0/1 target.
+TASKS = Choice(("regression", "classification"), library="xenonscale.models.backbones:TASKS")
 
 
 def _option(*decls: str, **shared) -> Callable[..., Decorator]:
@@ -167,6 +171,12 @@ loss = _option(
     "--loss",
     type=LOSSES,
     help="training loss",
+)
+task = _option(
+    "--task",
+    type=TASKS,
+    help="regression, or classification of a 0/1 target (default: classification when "
+    "every target holds only 0 and 1, else regression)",
 )
 order = _option(
     "--order",
