@@ -321,7 +321,15 @@ def _forest_fold(job: FoldJob) -> dict:
 def _network_fold(job: FoldJob) -> dict:
     import torch
 
-    torch.set_num_threads(max(1, job.threads))
+    threads = torch.get_num_threads()
+    torch.set_num_threads(max(1, job.threads))  # in this process: restored afterwards
+    try:
+        return _train_and_predict(job)
+    finally:
+        torch.set_num_threads(threads)
+
+
+def _train_and_predict(job: FoldJob) -> dict:
     options = dict(job.train_options)
     data_options = {
         "split": "random",
