@@ -129,6 +129,33 @@ def attention_config(in_features: int = 2 * SLOTS, out_features: int = 1, **opti
     return config
 
 
+def attention_size(config: dict) -> tuple[int, int]:
+    """``(parameters, state elements)`` of ``AttentionModel(config)``, by arithmetic alone.
+
+    Safe on a config far too large to allocate (a zoo card from elsewhere is
+    checked with it before anything is built).
+
+    >>> attention_size(attention_config(elements=None, d_model=8, heads=2, layers=1,
+    ...                                 head_hidden=[4], frequencies=2))
+    (5818, 5822)
+    """
+    config = attention_config(**config)
+    d, ff, f = config["d_model"], config["feedforward"], config["frequencies"]
+    width, outputs = int(config["table_width"] or 0), config["out_features"]
+    parameters = (width * d + d) if width else 0
+    parameters += ELEMENT_ROWS * d if config["learn_elements"] else 0
+    parameters += (4 * f + 2) * d + d  # fraction encoding
+    block = 4 * d + (3 * d * d + 3 * d) + (d * d + d) + (d * ff + ff + ff * d + d)
+    parameters += config["layers"] * block + 2 * d + (d + 1)  # blocks, final norm, gate
+    previous = d
+    for size in config["head_hidden"]:
+        parameters += previous * size + size + (0 if size == previous else previous * size)
+        previous = size
+    parameters += previous * outputs + outputs
+    buffers = ELEMENT_ROWS * width + f + 2 * outputs
+    return parameters, parameters + buffers
+
+
 def element_matrix(elements: str | None) -> tuple[np.ndarray, dict]:
     """``float32[119, properties]`` of a preset table (row Z; row 0 zeros) and its identity.
 

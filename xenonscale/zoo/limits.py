@@ -31,6 +31,7 @@ from dataclasses import dataclass, fields
 from typing import Any
 
 from xenonscale.errors import ConfigError, ZooError
+from xenonscale.models.attention import attention_size
 from xenonscale.models.backbones import ACTIVATIONS, TASKS, model_size
 
 __all__ = ["ZooLimits", "check_model_config", "weights_bound"]
@@ -137,6 +138,8 @@ def check_model_config(
         )
     if config.get("backbone") == "ensemble":
         return _check_ensemble(config, limits, field)
+    if config.get("backbone") == "attention":
+        return _check_attention(config, limits, field)
     unknown = sorted(str(key) for key in set(config) - set(_MODEL_KEYS))
     if unknown:
         raise ZooError(
@@ -181,6 +184,31 @@ def check_model_config(
             "max_parameters",
             "the card asks for an absurd model",
         )
+    return parameters, elements
+
+
+def _check_attention(config: Mapping, limits: ZooLimits, field: str) -> tuple[int, int]:
+    """An attention model's config (models/attention.py): its own validation, then sizes."""
+    for key in ("d_model", "feedforward", "table_width"):
+        if config.get(key) is not None:
+            _width(f"{field}[{key!r}]", config.get(key), limits, "a width")
+    head = config.get("head_hidden", [])
+    layers = config.get("layers", 1)
+    if not isinstance(head, list | tuple) or not isinstance(layers, int) or isinstance(
+        layers, bool
+    ):
+        raise ZooError(f"{field}: head_hidden must be a list and layers an integer; export again")
+    if len(head) + layers > limits.max_layers:
+        raise limits.refuse(f"{field} (layers)", len(head) + layers, "max_layers")
+    for index, width in enumerate(head):
+        _width(f"{field}['head_hidden'][{index}]", width, limits, "a layer width")
+    try:
+        parameters, elements = attention_size(dict(config))
+    except (ConfigError, TypeError, ValueError) as exc:
+        raise ZooError(f"{field}: {exc}; export the model again") from exc
+    if parameters > limits.max_parameters:
+        raise limits.refuse(f"{field} (attention parameters)", parameters, "max_parameters",
+                            "the card asks for an absurd model")  # fmt: skip
     return parameters, elements
 
 
