@@ -28,6 +28,7 @@ from xenonscale.models.module import PropertyClassifier
 from xenonscale.models.tasks import monitor_metric, resolve_task
 from xenonscale.models.training import train_model
 from xenonscale.viz.training import roc_curve, training_figures
+from xenonscale.zoo import Zoo
 
 SPEC = FeaturizerSpec.parse("composition", "classic", elements="xenonpy58")
 MESSAGE = (
@@ -38,7 +39,7 @@ MESSAGE = (
 @pytest.fixture(scope="module")
 def client(one_torch_thread):
     with Client(processes=False, n_workers=1, threads_per_worker=1,
-                dashboard_address=None) as client:  # fmt: skip
+                dashboard_address=":0") as client:  # fmt: skip
         yield client
 
 
@@ -189,3 +190,78 @@ def test_tuning_two_trials_of_a_classifier(metal_store, client, tmp_path):
     with pytest.raises(ConfigError, match="use a new --study name"):
         tune(metal_store, "target", trials=1, storage=storage, study="metal", client=client,
              task="regression", max_epochs=1, progress=False)  # fmt: skip
+
+
+# ------------------------------------------------------------------ transfer
+
+
+@pytest.fixture(scope="module")
+def metal_zoo(trained, tmp_path_factory) -> str:
+    """A zoo holding the expt_is_metal classifier (a source for another 0/1 target)."""
+    from xenonscale.workflows.registration import register_result
+
+    zoo = str(tmp_path_factory.mktemp("zoo") / "zoo")
+    with Zoo(zoo) as opened:
+        register_result(trained[0], opened)
+    return zoo
+
+
+@pytest.fixture(scope="module")
+def glass(data_dir) -> pd.DataFrame:
+    frame = pd.read_csv(data_dir / "compositions" / "matbench_glass.csv")
+    return frame.sample(300, random_state=1).reset_index(drop=True)
+
+
+def test_zoo_classifier_predicts_probabilities(metal_zoo, trained):
+    with Zoo(metal_zoo) as zoo:
+        model = zoo.load("metal")
+        frame = model.predict(["Cu", "NaCl", "Fe2O3", "SiO2", "Xx2"])
+    assert model.card["task"] == model.model.task == "classification"
+    p = frame["target"].to_numpy()
+    assert np.isnan(p[4]) and ((p[:4] > 0) & (p[:4] < 1)).all()
+    assert p[0] > 0.5 > p[1]  # copper is a metal, rock salt is not
+
+
+def test_shotgun_with_a_classifier_learner(metal_zoo, glass, client):
+    from xenonscale.transfer.selection import make_learner, shotgun
+
+    formulas, y = glass["formula"].tolist(), glass["target"].to_numpy()
+    stderr = io.StringIO()
+    with contextlib.redirect_stderr(stderr):
+        result = shotgun(formulas, y, zoo=metal_zoo, cv=3, seed=18012019, client=client,
+                         finetune="last", finetune_options={"max_epochs": 4})  # fmt: skip
+    assert "holds only 0 and 1" in stderr.getvalue()
+    assert (result.task, result.metric, result.details["learner"]) == (
+        "classification", "log_loss", "logistic",
+    )  # fmt: skip
+    assert ((result.oof >= 0) & (result.oof <= 1)).all()
+    assert result.scores["cv_roc_auc"] == pytest.approx(skm.roc_auc_score(y, result.oof))
+    assert result.score == pytest.approx(skm.log_loss(y, result.oof))
+    assert result.baseline_scores["cv_roc_auc"] == pytest.approx(
+        skm.roc_auc_score(y, result.baseline_oof)
+    )
+    assert result.baseline_score == pytest.approx(skm.log_loss(y, result.baseline_oof))
+    assert result.baseline_scores["cv_roc_auc"] > 0.75, result.baseline_scores
+    (row,) = result.ranking
+    assert {"cv_log_loss", "frozen_cv_log_loss", "finetune_cv_log_loss"} <= set(row)
+    p = result.predictor.predict(["Cu50Zr50", "NaCl", "Xx2"])
+    assert np.isnan(p[2]) and ((p[:2] >= 0) & (p[:2] <= 1)).all()
+    with pytest.raises(ConfigError, match="learner='rf' is a classifier: for a regression"):
+        shotgun(formulas, y + 0.5, zoo=metal_zoo, learner="rf", client=client)
+    # a regressor's name stands for its classifier counterpart on a 0/1 target
+    assert type(make_learner("krr", task="classification")).__name__ == "RandomForestClassifier"
+    assert type(make_learner("rf", task="classification")).__name__ == "RandomForestClassifier"
+
+
+def test_transfer_cli_reports_a_classification(metal_zoo, glass, client, tmp_path):
+    glass.to_csv(tmp_path / "glass.csv", index=False)
+    report_path = tmp_path / "report.json"
+    argv = ["transfer", str(tmp_path / "glass.csv"), "--column", "formula", "--target", "target",
+            "--zoo", metal_zoo, "--cv", "3", "--learner", "rf", "--task", "classification",
+            "--scheduler", client.scheduler.address, "-o", str(report_path)]  # fmt: skip
+    assert main(argv) == 0
+    report = json.loads(report_path.read_text())
+    assert report["task"] == "classification" and report["learner"] == "rf"
+    assert 0 < report["log_loss"] < 1 and 0.5 < report["roc_auc"] <= 1
+    assert (tmp_path / report["plots"]["cv"]).name == "report_roc_cv.png"
+    assert (tmp_path / "report_roc_cv.png").stat().st_size > 10_000

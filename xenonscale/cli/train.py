@@ -7,6 +7,7 @@ Examples
     xenonscale train oqmd.zarr --target target --name oqmd-hf --max-epochs 60
     xenonscale train mp.zarr --target target --name mp-e-form --strategy ddp --devices 4 \\
         --accelerator gpu --zoo postgresql+psycopg://zoo@db/zoo --artifacts s3://models/zoo
+    xenonscale train gap.zarr --target target --name gap-ens --ensemble 5 --workers 2
     xenonscale tune oqmd.zarr --target target --trials 40 --storage sqlite:///tune.db \\
         --study oqmd-hf --workers 2
     xenonscale retrain --max-age-days 30

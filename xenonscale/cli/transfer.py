@@ -9,6 +9,7 @@ Examples
     xenonscale transfer train.csv --column formula --target gap --sources mp-gap,oqmd-hf \\
         --test test.csv --finetune last --register gap-from-mp -o report.json
     xenonscale transfer dataset:matbench_expt_gap --zoo ./zoo -o report.json
+    xenonscale transfer dataset:matbench_expt_is_metal --zoo ./zoo --learner rf -o metal.json
 """
 
 from __future__ import annotations
@@ -26,7 +27,9 @@ from xenonscale.errors import ConfigError
 
 __all__ = ["transfer"]
 
-LEARNERS = Choice(("ridge", "krr", "gbm"), library="xenonscale.transfer.selection:LEARNERS")
+LEARNERS = Choice(
+    ("ridge", "krr", "gbm", "logistic", "rf"), library="xenonscale.transfer.selection:LEARNER_NAMES"
+)
 FEATURE_PARTS = Choice(
     ("hidden", "prediction", "descriptors"), library="xenonscale.transfer.selection:FEATURE_PARTS"
 )
@@ -110,6 +113,7 @@ def _columns(data, column: str | None, target: tuple[str, ...] | None) -> tuple[
     help="table held out for a test MAE (a file or dataset:NAME)",
 )
 @options.seed(default=0, show_default=True)
+@options.task()
 @click.option(
     "--learner",
     type=LEARNERS,
@@ -161,6 +165,7 @@ def transfer(
     cv,
     test,
     seed,
+    task,
     learner,
     depth,
     features,
@@ -177,15 +182,20 @@ def transfer(
     Scores every compatible zoo model (or --sources) in parallel on Dask by
     K-fold CV MAE of a cheap learner on its frozen features, builds the final
     predictor from the best (or the top --top-k), compares with the same
-    learner on XenonPy 'classic' descriptors on the same folds. DATA is a CSV
-    or Parquet table, or dataset:NAME (its input and target columns are the
-    defaults). -o is the report JSON; parity plots are written beside it.
-    --max-epochs are the fine-tuning epochs.
+    learner on XenonPy 'classic' descriptors on the same folds. A 0/1 target
+    is a classification (--task): the learner's classifier counterpart
+    (ridge → logistic, krr → rf, gbm → gbm; or --learner logistic | rf),
+    ranked by CV log-loss, ROC-AUC reported, probabilities predicted. DATA is
+    a CSV or Parquet table, or dataset:NAME (its input and target columns are
+    the defaults). -o is the report JSON; parity plots (ROC curves for a
+    classification) are written beside it. --max-epochs are the fine-tuning epochs.
     """
     import numpy as np
 
+    from xenonscale.models.metrics import classification_metrics
     from xenonscale.transfer.finetune import FineTuned
     from xenonscale.transfer.selection import shotgun
+    from xenonscale.viz.training import roc_plot
     from xenonscale.viz.transfer import parity_figure
 
     column, target = _columns(data, column, target)
@@ -201,6 +211,7 @@ def transfer(
         kind=kind,
         cv=cv,
         seed=seed,
+        task=task,
         learner=learner,
         depth=depth,
         features="+".join(features),
@@ -213,6 +224,7 @@ def transfer(
     output = Path(output)
     output.parent.mkdir(parents=True, exist_ok=True)
     stem = output.with_suffix("")
+    classification = result.task == "classification"
     report = {
         "data": data.text,
         "rows": len(y),
@@ -221,43 +233,86 @@ def transfer(
         "cv": cv,
         "seed": seed,
         "folds": "KFold(n_splits=cv, shuffle=True, random_state=seed)",
-        "learner": learner,
+        "task": result.task,
+        "learner": result.details["learner"],
         "features": result.details["features"],
         "method": result.method,
-        "mae": result.mae,
-        "baseline_mae": result.baseline_mae,
-        "transfer_mae": result.details["transfer_mae"],
+    }
+    if classification:
+        report |= {
+            "metric": "log_loss",
+            "log_loss": result.score,
+            "baseline_log_loss": result.baseline_score,
+            "transfer_log_loss": result.details["transfer_log_loss"],
+            "roc_auc": result.scores["cv_roc_auc"],
+            "baseline_roc_auc": result.baseline_scores["cv_roc_auc"],
+            "cv_scores": result.scores,
+            "baseline_cv_scores": result.baseline_scores,
+        }
+    else:
+        report |= {
+            "mae": result.mae,
+            "baseline_mae": result.baseline_mae,
+            "transfer_mae": result.details["transfer_mae"],
+        }
+    report |= {
         "baseline": result.details["baseline"],
         "sources": result.ranking,
         "seconds": round(result.seconds, 2),
-        "note": "mae is the CV MAE of the chosen method: the best source(s), or the baseline "
-        "when it beat every transfer in CV (transfer_mae is the best transfer's); chosen "
-        "among several candidates, so optimistic; test_mae (with --test) is not",
+        "note": f"{result.metric} is the CV {result.metric} of the chosen method: the best "
+        "source(s), or the baseline when it beat every transfer in CV (transfer_"
+        f"{result.metric} is the best transfer's); chosen among several candidates, so "
+        f"optimistic; test_{result.metric} (with --test) is not",
         "plots": {},
     }
-    path = Path(f"{stem}_parity_cv.png")
-    parity_figure(
-        result.y, result.oof, result.baseline_oof, label=target, title=f"{cv}-fold CV (out-of-fold)"
-    ).savefig(path, dpi=110)
+    title = f"{cv}-fold CV (out-of-fold)"
+    if classification:
+        path = Path(f"{stem}_roc_cv.png")
+        curves = {"transfer": (result.y, result.oof), "baseline": (result.y, result.baseline_oof)}
+        roc_plot(curves, title=title).savefig(path, dpi=110)
+    else:
+        path = Path(f"{stem}_parity_cv.png")
+        parity_figure(result.y, result.oof, result.baseline_oof, label=target, title=title).savefig(
+            path, dpi=110
+        )
     report["plots"]["cv"] = path.name
     if test is not None:
         test_inputs, test_y, _ = _read(test, column, target, "--test")
         fallback = float(result.y.mean())
         pred = _filled(result.predictor.predict(test_inputs), fallback)
         base = _filled(result.baseline.predict(test_inputs), fallback)
-        report |= {
-            "test_rows": len(test_y),
-            "test_mae": float(np.abs(pred - test_y).mean()),
-            "baseline_test_mae": float(np.abs(base - test_y).mean()),
-        }
-        path = Path(f"{stem}_parity_test.png")
-        parity_figure(test_y, pred, base, label=target, title="test").savefig(path, dpi=110)
+        report["test_rows"] = len(test_y)
+        if classification:
+            ours, theirs = (
+                classification_metrics(test_y, pred),
+                classification_metrics(test_y, base),
+            )
+            report |= {
+                "test_log_loss": ours["log_loss"],
+                "baseline_test_log_loss": theirs["log_loss"],
+                "test_roc_auc": ours["roc_auc"],
+                "baseline_test_roc_auc": theirs["roc_auc"],
+                "test_scores": ours,
+                "baseline_test_scores": theirs,
+            }
+            path = Path(f"{stem}_roc_test.png")
+            roc_plot(
+                {"transfer": (test_y, pred), "baseline": (test_y, base)}, title="test"
+            ).savefig(path, dpi=110)
+        else:
+            report |= {
+                "test_mae": float(np.abs(pred - test_y).mean()),
+                "baseline_test_mae": float(np.abs(base - test_y).mean()),
+            }
+            path = Path(f"{stem}_parity_test.png")
+            parity_figure(test_y, pred, base, label=target, title="test").savefig(path, dpi=110)
         report["plots"]["test"] = path.name
     if register:
         if isinstance(result.predictor, FineTuned):
-            metrics = {"cv": {"mae": result.mae}}
-            if "test_mae" in report:
-                metrics["test"] = {"mae": report["test_mae"]}
+            metric = result.metric
+            metrics = {"cv": {metric: result.score}}
+            if f"test_{metric}" in report:
+                metrics["test"] = {metric: report[f"test_{metric}"]}
             ref = models.register(register, result.predictor.model, result.predictor.card(metrics))
             report["registered"] = str(ref)
         else:
@@ -270,11 +325,23 @@ def transfer(
             )
     models.close()
     output.write_text(json.dumps(report, indent=1, default=float))
+    name = "log-loss" if classification else "MAE"
     click.echo(
-        f"best: {result.method}  CV MAE {result.mae:.4g}  baseline {result.baseline_mae:.4g}"
+        f"best: {result.method}  CV {name} {result.score:.4g}  baseline {result.baseline_score:.4g}"
     )
-    if "test_mae" in report:
-        click.echo(f"test MAE {report['test_mae']:.4g}  baseline {report['baseline_test_mae']:.4g}")
+    if classification:
+        click.echo(f"CV ROC-AUC {report['roc_auc']:.4f}  baseline {report['baseline_roc_auc']:.4f}")
+    metric = result.metric
+    if f"test_{metric}" in report:
+        click.echo(
+            f"test {name} {report[f'test_{metric}']:.4g}  "
+            f"baseline {report[f'baseline_test_{metric}']:.4g}"
+        )
+    if classification and "test_roc_auc" in report:
+        click.echo(
+            f"test ROC-AUC {report['test_roc_auc']:.4f}  "
+            f"baseline {report['baseline_test_roc_auc']:.4f}"
+        )
     if report.get("not_registered"):
         click.echo(f"not registered: {report['not_registered']}")
     elif report.get("registered"):

@@ -6,8 +6,9 @@ hidden blocks are copied, the head is a new ``nn.Linear`` for the new number
 of targets, and the target scaling is refitted on the new training rows. The
 raw inputs are featurized with the source model's own featurizer
 (:attr:`ZooModel.featurizer`). Then the existing Lightning module
-(:class:`~xenonscale.models.module.PropertyRegressor`, which optimizes only
-parameters with ``requires_grad``) trains it, with ``freeze``:
+(:func:`~xenonscale.models.module.property_module`: a regressor or a
+classifier, which optimizes only parameters with ``requires_grad``) trains
+it, with ``freeze``:
 
 ``"all"``
     every hidden block frozen: only the new head learns (a linear probe
@@ -21,6 +22,12 @@ Frozen blocks are kept in eval mode while training (their BatchNorm
 statistics and dropout are those of the source model), so "frozen" means
 the block computes exactly what it computed in the source model. A random
 ``val_fraction`` of the rows picks the best epoch (early stopping).
+
+A 0/1 target (``task="classification"``, or ``task=None`` and a target that
+holds only 0 and 1) makes the new head a classifier, whatever the source
+predicted: it trains with binary cross-entropy on its logits, the best
+epoch is the one with the lowest validation log-loss, and ``predict``
+returns probabilities of class 1.
 
 Examples
 --------
@@ -43,9 +50,10 @@ from xenonscale.errors import ConfigError
 from xenonscale.featurize.base import errors_frame, featurize_safely
 from xenonscale.models.backbones import PropertyModel, predict_array
 from xenonscale.models.data import ArrayStream
-from xenonscale.models.module import PropertyRegressor
+from xenonscale.models.module import property_module
 from xenonscale.models.quiet import quiet_training
 from xenonscale.models.splits import split_indices
+from xenonscale.models.tasks import monitor_metric, resolve_task
 from xenonscale.zoo import Zoo, ZooModel
 
 __all__ = ["FREEZE_MODES", "FineTuned", "featurize_for", "fine_tune", "transfer_model"]
@@ -60,17 +68,22 @@ def featurize_for(source, inputs: Sequence[object]) -> tuple[np.ndarray, np.ndar
 
 
 def transfer_model(
-    source_model: PropertyModel, out_features: int, freeze: str, seed: int = 0
+    source_model: PropertyModel,
+    out_features: int,
+    freeze: str,
+    seed: int = 0,
+    task: str = "regression",
 ) -> PropertyModel:
     """A copy of ``source_model`` with a new seeded head and ``freeze`` applied (no scaling fit).
 
     Input scaling and hidden blocks are copied; the head is a new
-    ``nn.Linear(last width, out_features)``; target scaling is reset to
+    ``nn.Linear(last width, out_features)`` for ``task`` (a regression or a
+    classification, whatever the source's); target scaling is reset to
     (0, 1) until :meth:`PropertyModel.fit_scaling` sets it.
     """
     if freeze not in FREEZE_MODES:
         raise ConfigError(f"freeze={freeze!r}: use one of {', '.join(FREEZE_MODES)}")
-    config = dict(source_model.config) | {"out_features": int(out_features)}
+    config = dict(source_model.config) | {"out_features": int(out_features), "task": task}
     model = PropertyModel(config)
     state = {
         k: v
@@ -109,13 +122,13 @@ class _FrozenInEval(L.Callback):
 
 
 class _KeepBest(L.Callback):
-    """Keep (in memory) the weights of the epoch with the lowest ``val_mae``."""
+    """Keep (in memory) the weights of the epoch with the lowest ``monitor`` (``val_mae``)."""
 
-    def __init__(self):
-        self.best, self.state = float("inf"), None
+    def __init__(self, monitor: str = "val_mae"):
+        self.best, self.state, self.monitor = float("inf"), None, monitor
 
     def on_validation_end(self, trainer, module) -> None:
-        value = trainer.callback_metrics.get("val_mae")
+        value = trainer.callback_metrics.get(self.monitor)
         if trainer.sanity_checking or value is None or not float(value) < self.best:
             return
         self.best = float(value)
@@ -139,7 +152,9 @@ class FineTuned:
     errors_ : pandas.DataFrame
         Rows of the last :meth:`predict` that could not be featurized (NaN there).
     history_ : list of dict
-        Per-epoch ``val_mae``.
+        Per-epoch ``val_mae`` (``val_logloss`` for a classifier).
+    task : str
+        ``regression``, or ``classification`` (``predict`` gives probabilities of class 1).
     """
 
     def __init__(
@@ -158,6 +173,7 @@ class FineTuned:
         self.fallback_ = np.asarray(fallback, np.float64)
         self.history_ = history or []
         self.errors_ = errors_frame([])
+        self.task = model.task
 
     def __repr__(self) -> str:
         return f"FineTuned(source={str(self.source.ref)!r}, freeze={self.freeze!r})"
@@ -186,6 +202,7 @@ class FineTuned:
             "feature_labels": source.get("feature_labels"),
             "element_tables": source.get("element_tables"),
             "targets": self.targets,
+            "task": self.task,
             "metrics": metrics or {},
             "transfer": {
                 "source": str(self.source.ref),
@@ -220,6 +237,7 @@ def fine_tune(
     val_fraction: float = 0.1,
     seed: int = 0,
     features: tuple[np.ndarray, np.ndarray] | None = None,
+    task: str | None = None,
 ) -> FineTuned:
     """Fine-tune zoo model ``source`` on ``(inputs, y)`` (see the module docstring).
 
@@ -233,6 +251,9 @@ def fine_tune(
     features
         Optional precomputed ``(features, ok)`` of ``inputs`` with the source's
         featurizer (saves featurizing again in cross-validation).
+    task
+        ``"regression"``, ``"classification"`` (0/1 targets) or ``None``:
+        a classification when every target holds only 0 and 1 (said on stderr).
 
     Returns
     -------
@@ -247,6 +268,7 @@ def fine_tune(
     targets = list(
         targets or (["target"] if y.shape[1] == 1 else [f"target_{i}" for i in range(y.shape[1])])
     )
+    task = resolve_task(task, y, targets)
     x, ok = features if features is not None else featurize_for(source, inputs)[:2]
     usable = np.flatnonzero(ok & np.isfinite(y).all(axis=1))
     if len(usable) < 4:
@@ -258,15 +280,16 @@ def fine_tune(
     if not len(val):
         val = train
     L.seed_everything(seed, workers=False, verbose=False)
-    model = transfer_model(source.model, y.shape[1], freeze, seed)
+    model = transfer_model(source.model, y.shape[1], freeze, seed, task)
     y_train = y[train]
     model.fit_scaling(
         model.inputs.mean, model.inputs.std, y_train.mean(axis=0), y_train.std(axis=0)
     )
-    module = PropertyRegressor(
+    module = property_module(
         model, targets=targets, lr=lr, weight_decay=weight_decay, scheduler="none"
     )
-    keep, history = _KeepBest(), []
+    monitor = monitor_metric(task)
+    keep, history = _KeepBest(monitor), []
 
     class _History(L.Callback):
         def on_validation_end(self, trainer, module) -> None:
@@ -274,7 +297,7 @@ def fine_tune(
                 history.append(
                     {
                         "epoch": trainer.current_epoch,
-                        "val_mae": float(trainer.callback_metrics["val_mae"]),
+                        monitor: float(trainer.callback_metrics[monitor]),
                     }
                 )
 
@@ -284,7 +307,7 @@ def fine_tune(
             accelerator="cpu",
             devices=1,
             callbacks=[
-                L.pytorch.callbacks.EarlyStopping("val_mae", patience=patience, mode="min"),
+                L.pytorch.callbacks.EarlyStopping(monitor, patience=patience, mode="min"),
                 _FrozenInEval(frozen_blocks(model, freeze)),
                 keep,
                 _History(),

@@ -7,9 +7,20 @@ string: workers open the zoo themselves, nothing large is shipped), computes
 its frozen features (hidden activations of the last ``depth`` blocks) for all
 rows once, and returns the K-fold cross-validated out-of-fold predictions of a
 cheap learner on them (and, with ``finetune``, of fine-tuning the model with
-that freeze mode in each fold). Sources are ranked by CV MAE; the final
-predictor is refitted on all rows from the best source (``top_k=1``) or is
-the average of the top ``k`` (``top_k>1``).
+that freeze mode in each fold). Sources are ranked by CV MAE (a regression)
+or CV log-loss (a classification, below); the final predictor is refitted on
+all rows from the best source (``top_k=1``) or is the average of the top
+``k`` (``top_k>1``).
+
+Classification: a target whose values are all 0 or 1 (``task=None``
+infers it and says so on stderr; ``task="classification"`` asks for it) is
+learned by the classifier counterpart of each learner, the out-of-fold
+predictions are probabilities of class 1, and every source and the baseline
+are ranked by the out-of-fold log-loss (lower is better; a proper score, so
+calibrated probabilities win), with ROC-AUC, accuracy, F1 and the Brier
+score reported beside it (:func:`~xenonscale.models.metrics.classification_metrics`).
+Rows a featurizer cannot read get the training fold's rate of class 1.
+Fine-tuning trains the new head with binary cross-entropy.
 
 The baseline is the same learner, from scratch, on the project's own
 descriptors (XenonPy ``classic`` on ``xenonpy58``), on the **same folds**
@@ -30,6 +41,21 @@ Learners (``learner=``):
     3-fold grid search: non-linear, still cheap below a few thousand rows.
 ``gbm``
     ``HistGradientBoostingRegressor`` (seeded): non-linear, slower.
+
+Classifiers (:data:`CLASSIFIERS`, for a 0/1 target). A regressor's name
+asks for its counterpart (:data:`COUNTERPARTS`: ``ridge`` → ``logistic``,
+``krr`` → ``rf``, ``gbm`` → ``gbm``), so one ``learner`` works for both
+tasks; a classifier's name on a regression fails:
+
+``logistic``
+    ``StandardScaler`` → clip to ±10 σ → ``LogisticRegressionCV`` (L2, C on a
+    log grid by an inner stratified 3-fold log-loss search): the linear probe,
+    counterpart of ``ridge``.
+``rf``
+    ``RandomForestClassifier`` (300 trees, seeded): non-linear, cheap,
+    counterpart of ``krr``.
+``gbm``
+    ``HistGradientBoostingClassifier`` (seeded), counterpart of the regressor.
 
 What the learner sees of each source (``features=``, parts joined by ``+``):
 
@@ -76,6 +102,8 @@ from xenonscale.cluster import close_client, get_client, single_threaded
 from xenonscale.errors import ConfigError
 from xenonscale.featurize.base import errors_frame, featurize_safely
 from xenonscale.models.backbones import predict_array
+from xenonscale.models.metrics import classification_metrics
+from xenonscale.models.tasks import resolve_task
 from xenonscale.transfer.frozen import hidden_activations
 from xenonscale.zoo import Zoo
 from xenonscale.zoo.card import featurizer_spec
@@ -83,14 +111,19 @@ from xenonscale.zoo.zoo import resolve_location
 
 __all__ = [
     "BASELINE_SPEC",
+    "CLASSIFIERS",
+    "COUNTERPARTS",
     "FEATURE_PARTS",
     "LEARNERS",
+    "LEARNER_NAMES",
     "Ensemble",
     "FeaturePredictor",
     "ShotgunResult",
     "baseline_descriptors",
     "compatible_sources",
     "cv_folds",
+    "cv_scores",
+    "learner_output",
     "make_learner",
     "parse_features",
     "shotgun",
@@ -98,6 +131,14 @@ __all__ = [
 ]
 
 LEARNERS = ("ridge", "krr", "gbm")
+#: Classifier learners, for a 0/1 target (see the module docstring).
+CLASSIFIERS = ("logistic", "rf", "gbm")
+#: Every learner name, regressors first.
+LEARNER_NAMES = ("ridge", "krr", "gbm", "logistic", "rf")
+#: The classifier a regressor's name stands for when the target is 0/1.
+COUNTERPARTS = {"ridge": "logistic", "krr": "rf", "gbm": "gbm"}
+#: What ranks sources: the out-of-fold score of each task (lower is better).
+RANK_BY = {"regression": "cv_mae", "classification": "cv_log_loss"}
 #: The parts a source contributes to the learner's features (see the module docstring).
 FEATURE_PARTS = ("hidden", "prediction", "descriptors")
 #: Bound on the learners' standardized features (as in PropertyModel's input scaling).
@@ -111,14 +152,30 @@ BASELINE_SPEC = {
 }
 
 
-def make_learner(name: str = "ridge", seed: int = 0):
-    """A fresh scikit-learn regressor (see the module docstring)."""
+def make_learner(name: str = "ridge", seed: int = 0, task: str = "regression"):
+    """A fresh scikit-learn regressor, or classifier for ``task="classification"`` (docstring).
+
+    >>> type(make_learner("gbm", task="classification")).__name__
+    'HistGradientBoostingClassifier'
+    >>> type(make_learner("krr", task="classification")).__name__  # its counterpart
+    'RandomForestClassifier'
+    >>> make_learner("rf")  # doctest: +ELLIPSIS
+    Traceback (most recent call last):
+    ...
+    xenonscale.errors.ConfigError: learner='rf' is a classifier: for a regression use one of ...
+    """
     from sklearn.pipeline import make_pipeline
     from sklearn.preprocessing import FunctionTransformer, StandardScaler
 
     # z-scores clipped to ±10, as PropertyModel's input scaling does: one compound with an
     # almost-constant descriptor far out (z ~ 1e5) would otherwise get an absurd prediction
     clip = FunctionTransformer(np.clip, kw_args={"a_min": -CLIP, "a_max": CLIP})
+    if task == "classification":
+        return _make_classifier(name, seed, clip)
+    if name not in LEARNERS and name in CLASSIFIERS:
+        raise ConfigError(
+            f"learner={name!r} is a classifier: for a regression use one of {', '.join(LEARNERS)}"
+        )
     if name == "ridge":
         from sklearn.linear_model import RidgeCV
 
@@ -142,6 +199,76 @@ def make_learner(name: str = "ridge", seed: int = 0):
     raise ConfigError(f"learner={name!r}: use one of {', '.join(LEARNERS)}")
 
 
+def _make_classifier(name: str, seed: int, clip):
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
+
+    name = COUNTERPARTS.get(name, name)
+    if name == "logistic":
+        import inspect
+
+        from sklearn.linear_model import LogisticRegressionCV
+        from sklearn.model_selection import StratifiedKFold
+
+        # scikit-learn ≥ 1.8 warns unless the L2 penalty and the attribute layout are explicit
+        modern = {"l1_ratios": (0.0,), "use_legacy_attributes": False}
+        accepted = inspect.signature(LogisticRegressionCV).parameters
+        search = LogisticRegressionCV(
+            Cs=np.logspace(-3, 2, 6),
+            cv=StratifiedKFold(3, shuffle=True, random_state=seed),
+            scoring="neg_log_loss",
+            max_iter=2000,
+            **{k: v for k, v in modern.items() if k in accepted},
+        )
+        return make_pipeline(StandardScaler(), clip, search)
+    if name == "rf":
+        from sklearn.ensemble import RandomForestClassifier
+
+        return RandomForestClassifier(n_estimators=300, min_samples_leaf=2, random_state=seed)
+    if name == "gbm":
+        from sklearn.ensemble import HistGradientBoostingClassifier
+
+        return HistGradientBoostingClassifier(max_iter=300, learning_rate=0.05, random_state=seed)
+    raise ConfigError(f"learner={name!r}: use one of {', '.join(CLASSIFIERS)} for a 0/1 target")
+
+
+def learner_output(learner, x: np.ndarray) -> np.ndarray:
+    """A fitted learner's predictions ``float64[n]``: probabilities of class 1 for a classifier."""
+    if hasattr(learner, "predict_proba"):
+        classes = list(learner.classes_)
+        return np.asarray(learner.predict_proba(x), np.float64)[:, classes.index(1.0)]
+    return np.asarray(learner.predict(x), np.float64)
+
+
+def _fit(name: str, seed: int, task: str, x: np.ndarray, y: np.ndarray):
+    """A learner fitted on ``(x, y)``; a constant when a classifier's rows hold one class."""
+    if task == "classification" and len(np.unique(y)) < 2:
+        return _Constant(float(y.mean()) if len(y) else 0.5)
+    return make_learner(name, seed, task).fit(x, y)
+
+
+class _Constant:
+    """The training rate of class 1 for every row (a fold with one class only)."""
+
+    def __init__(self, value: float):
+        self.value = value
+
+    def predict(self, x: np.ndarray) -> np.ndarray:
+        return np.full(len(x), self.value)
+
+
+def cv_scores(oof: np.ndarray, y: np.ndarray, task: str = "regression") -> dict[str, float]:
+    """Out-of-fold scores: ``cv_mae``, or ``cv_log_loss``, ``cv_roc_auc``, ... for a classifier.
+
+    >>> cv_scores(np.array([0.2, 0.9]), np.array([0.0, 1.0]), "classification")["cv_roc_auc"]
+    1.0
+    """
+    if task == "classification":
+        metrics = classification_metrics(y, oof)
+        return {f"cv_{k}": float(v) for k, v in metrics.items() if k not in ("positives", "n")}
+    return {"cv_mae": float(np.abs(oof - y).mean())}
+
+
 def cv_folds(n: int, k: int, seed: int) -> list[tuple[np.ndarray, np.ndarray]]:
     """``KFold(n_splits=k, shuffle=True, random_state=seed)`` train/validation positions."""
     from sklearn.model_selection import KFold
@@ -155,17 +282,18 @@ def cv_folds(n: int, k: int, seed: int) -> list[tuple[np.ndarray, np.ndarray]]:
 
 
 def _oof(
-    x: np.ndarray, ok: np.ndarray, y: np.ndarray, folds, learner: str, seed: int
-) -> np.ndarray:
-    """Out-of-fold predictions; unreadable rows get the training-fold mean."""
+    x: np.ndarray, ok: np.ndarray, y: np.ndarray, folds, learner: str, seed: int,
+    task: str = "regression",
+) -> np.ndarray:  # fmt: skip
+    """Out-of-fold predictions; unreadable rows get the training-fold mean (rate of class 1)."""
     out = np.empty(len(y))
     for train, val in folds:
         fit = train[ok[train]]
-        model = make_learner(learner, seed).fit(x[fit], y[fit])
+        model = _fit(learner, seed, task, x[fit], y[fit])
         out[val] = y[train].mean()
         readable = val[ok[val]]
         if len(readable):
-            out[readable] = model.predict(x[readable])
+            out[readable] = learner_output(model, x[readable])
     return out
 
 
@@ -231,6 +359,7 @@ def _score_source(
     seed: int,
     finetune_options: dict,
     parts: Sequence[str] = ("hidden",),
+    task: str = "regression",
 ) -> dict:
     """One Dask task: load ``ref`` from the zoo location, CV-score its frozen features."""
     # lazy: finetune imports Lightning, kept off the frozen featurizer's import path
@@ -240,16 +369,17 @@ def _score_source(
     with single_threaded(), Zoo(catalog, artifacts=artifacts) as zoo:
         source = zoo.load(ref)
         features, ok, _ = source_features(source, inputs, depth, parts)
-        oof = _oof(features, ok, y, folds, learner, seed)
+        oof = _oof(features, ok, y, folds, learner, seed, task)
+        key = RANK_BY[task]
         row = {
             "name": str(source.ref),
             "method": f"{_method_prefix(parts)}+{learner}",
             "depth": depth,
-            "cv_mae": float(np.abs(oof - y).mean()),
+            **cv_scores(oof, y, task),
             "oof": oof,
             "unreadable": int((~ok).sum()),
         }
-        row["frozen_cv_mae"] = row["cv_mae"]
+        row[f"frozen_{key}"] = row[key]
         if finetune:
             x, ok, _ = featurize_for(source, inputs)
             tuned = np.empty(len(y))
@@ -261,33 +391,33 @@ def _score_source(
                     freeze=finetune,
                     seed=seed,
                     features=(x[train], ok[train]),
+                    task=task,
                     **finetune_options,
                 )
                 tuned[val] = y[train].mean()
                 readable = val[ok[val]]
                 if len(readable):
                     tuned[readable] = model.predict_features(x[readable])[:, 0]
-            row["finetune_cv_mae"] = float(np.abs(tuned - y).mean())
-            if row["finetune_cv_mae"] < row["cv_mae"]:
-                row |= {
-                    "method": f"finetune[{finetune}]",
-                    "cv_mae": row["finetune_cv_mae"],
-                    "oof": tuned,
-                }
+            tuned_scores = cv_scores(tuned, y, task)
+            row[f"finetune_{key}"] = tuned_scores[key]
+            if tuned_scores[key] < row[key]:
+                row |= {"method": f"finetune[{finetune}]", **tuned_scores, "oof": tuned}
     row["seconds"] = round(time.perf_counter() - started, 3)
     return row
 
 
-def _score_baseline(inputs: list, y: np.ndarray, folds, learner: str, seed: int) -> dict:
+def _score_baseline(
+    inputs: list, y: np.ndarray, folds, learner: str, seed: int, task: str = "regression"
+) -> dict:
     """One Dask task: the same learner on the baseline descriptors, same folds."""
     started = time.perf_counter()
     with single_threaded():
         x, ok, _ = baseline_descriptors(inputs)
-        oof = _oof(x, ok, y, folds, learner, seed)
+        oof = _oof(x, ok, y, folds, learner, seed, task)
     return {
         "name": "baseline",
         "method": f"classic/xenonpy58+{learner}",
-        "cv_mae": float(np.abs(oof - y).mean()),
+        **cv_scores(oof, y, task),
         "oof": oof,
         "unreadable": int((~ok).sum()),
         "seconds": round(time.perf_counter() - started, 3),
@@ -340,17 +470,19 @@ class FeaturePredictor:
         return source_features(self.source, inputs, self.depth, self.parts)
 
     def predict(self, inputs: Sequence[object]) -> np.ndarray:
-        """``float64[n]``; NaN for unreadable rows (listed in ``errors_``)."""
+        """``float64[n]`` (probabilities of class 1 for a classifier); NaN for unreadable rows
+        (listed in ``errors_``)."""
         x, ok, errors = self.features(inputs)
         out = np.full(len(ok), np.nan)
         if ok.any():
-            out[ok] = self.learner.predict(x[ok])
+            out[ok] = learner_output(self.learner, x[ok])
         self.errors_ = errors_frame(errors)
         return out
 
 
 class Ensemble:
-    """The average of several predictors (each with ``predict`` → ``float64[n]``)."""
+    """The average of several predictors (each with ``predict`` → ``float64[n]``; for a
+    classification, the mean probability of class 1)."""
 
     def __init__(self, members: Sequence[object]):
         self.members = list(members)
@@ -368,7 +500,14 @@ class Ensemble:
 
 @dataclass
 class ShotgunResult:
-    """What :func:`shotgun` found: the ranking, CV scores, the final predictors and folds."""
+    """What :func:`shotgun` found: the ranking, CV scores, the final predictors and folds.
+
+    ``metric`` names what ranked the candidates (``mae`` or ``log_loss``),
+    ``score`` and ``baseline_score`` are its CV values for the chosen method
+    and the baseline; ``scores`` / ``baseline_scores`` hold every CV metric
+    (:func:`cv_scores`). ``mae`` and ``baseline_mae`` are the CV MAEs of a
+    regression (NaN for a classification, whose ``oof`` are probabilities).
+    """
 
     ranking: list[dict]
     mae: float
@@ -382,6 +521,12 @@ class ShotgunResult:
     y: np.ndarray
     seconds: float
     details: dict = field(default_factory=dict)
+    task: str = "regression"
+    metric: str = "mae"
+    score: float = float("nan")
+    baseline_score: float = float("nan")
+    scores: dict = field(default_factory=dict)
+    baseline_scores: dict = field(default_factory=dict)
 
 
 def _zoo_location(zoo) -> tuple[str, str]:
@@ -404,6 +549,7 @@ def shotgun(
     depth: int = 1,
     features: str = "hidden",
     top_k: int = 1,
+    task: str | None = None,
     finetune: str | None = None,
     finetune_options: dict | None = None,
     allow_baseline: bool = True,
@@ -417,6 +563,9 @@ def shotgun(
     ----------
     inputs, y
         Raw inputs (formulas) and one finite target per input.
+    task
+        ``"regression"``, ``"classification"`` (a 0/1 target) or ``None``:
+        a classification when ``y`` holds only 0 and 1 (said on stderr).
     zoo
         A :class:`~xenonscale.zoo.Zoo` or its location. Workers open it from
         its location, so it must be reachable from them (a shared folder, or
@@ -427,8 +576,9 @@ def shotgun(
     cv, seed
         ``KFold(cv, shuffle=True, random_state=seed)`` for every candidate and the baseline.
     learner, depth
-        The cheap learner (``ridge``, ``krr``, ``gbm``) and how many hidden
-        blocks (from the last) give the frozen features.
+        The cheap learner (``ridge``, ``krr``, ``gbm``; for a classification
+        their counterparts or ``logistic``, ``rf``) and how many hidden blocks
+        (from the last) give the frozen features.
     features
         What each source gives the learner: ``+``-joined parts of
         ``hidden``, ``prediction``, ``descriptors`` (module docstring).
@@ -438,16 +588,17 @@ def shotgun(
         ``None``, or a freeze mode (``all``, ``last``, ``none``): also score
         fine-tuning in each fold and keep whichever is better per source.
     allow_baseline
-        When the from-scratch baseline's CV MAE beats the best transfer's, the
-        final predictor is the baseline (``method="baseline"``, ``mae`` its CV
-        MAE; the sources are still ranked). ``False``: always a transfer.
+        When the from-scratch baseline's CV score (MAE or log-loss) beats the
+        best transfer's, the final predictor is the baseline
+        (``method="baseline"``, ``score`` its CV score; the sources are still
+        ranked). ``False``: always a transfer.
     client, workers, scheduler
         A Dask client, else one from :func:`xenonscale.cluster.get_client`.
     """
 
     started = time.perf_counter()
-    if learner not in LEARNERS:
-        raise ConfigError(f"learner={learner!r}: use one of {', '.join(LEARNERS)}")
+    if learner not in LEARNER_NAMES:
+        raise ConfigError(f"learner={learner!r}: use one of {', '.join(LEARNER_NAMES)}")
     parts = parse_features(features)
     inputs = list(inputs)
     y = np.asarray(y, dtype=np.float64).ravel()
@@ -456,6 +607,11 @@ def shotgun(
     if not np.isfinite(y).all():
         bad = np.flatnonzero(~np.isfinite(y))[:5].tolist()
         raise ConfigError(f"targets at rows {bad} are not finite: drop those rows first")
+    task = resolve_task(task, y[:, None], ["target"])
+    if task == "classification":
+        learner = COUNTERPARTS.get(learner, learner)
+    make_learner(learner, seed, task)  # a classifier on a regression fails here, before any work
+    key = RANK_BY[task]
     if top_k < 1:
         raise ConfigError(f"top_k={top_k!r}: use 1 (best source) or more (ensemble)")
     catalog, artifacts = _zoo_location(zoo)
@@ -490,6 +646,7 @@ def shotgun(
                 seed,
                 dict(finetune_options or {}),
                 parts,
+                task,
                 key=f"transfer-score-{ref}-{call}-{i}",
                 pure=False,
             )
@@ -503,6 +660,7 @@ def shotgun(
                 folds,
                 learner,
                 seed,
+                task,
                 key=f"transfer-baseline-{call}",
                 pure=False,
             )
@@ -512,7 +670,7 @@ def shotgun(
         if own:
             close_client(client)
     baseline_row = rows.pop()
-    ranking = sorted(rows, key=lambda r: (r["cv_mae"], r["name"]))
+    ranking = sorted(rows, key=lambda r: (r[key], r["name"]))
     top = ranking[: min(top_k, len(ranking))]
     oof = np.mean([r["oof"] for r in top], axis=0)
     members = [
@@ -526,23 +684,27 @@ def shotgun(
             finetune_options,
             seed,
             parts,
+            task,
         )
         for r in top
     ]
     predictor = members[0] if len(members) == 1 else Ensemble(members)
-    baseline = _fit_feature_predictor(None, inputs, y, learner, depth, seed, "baseline")
+    baseline = _fit_feature_predictor(None, inputs, y, learner, depth, seed, "baseline", task=task)
     method = (
         top[0]["method"] + ":" + top[0]["name"]
         if len(top) == 1
         else ("ensemble of " + ", ".join(f"{r['method']}:{r['name']}" for r in top))
     )
-    transfer_mae = float(np.abs(oof - y).mean())
-    if allow_baseline and baseline_row["cv_mae"] < transfer_mae:
+    transfer_scores = cv_scores(oof, y, task)
+    if allow_baseline and baseline_row[key] < transfer_scores[key]:
         predictor, method, oof = baseline, "baseline", np.asarray(baseline_row["oof"])
+    scores = cv_scores(oof, y, task)
+    baseline_scores = {k: v for k, v in baseline_row.items() if k.startswith("cv_")}
+    regression = task == "regression"
     return ShotgunResult(
         ranking=[{k: v for k, v in r.items() if k != "oof"} for r in ranking],
-        mae=float(np.abs(oof - y).mean()),
-        baseline_mae=baseline_row["cv_mae"],
+        mae=scores["cv_mae"] if regression else float("nan"),
+        baseline_mae=baseline_row["cv_mae"] if regression else float("nan"),
         method=method,
         predictor=predictor,
         baseline=baseline,
@@ -560,22 +722,32 @@ def shotgun(
             "cv": cv,
             "seed": seed,
             "finetune": finetune,
-            "transfer_mae": transfer_mae,
+            "task": task,
+            f"transfer_{key[len('cv_') :]}": transfer_scores[key],
+            "transfer_scores": transfer_scores,
             "transfer_method": top[0]["method"] if len(top) == 1 else "ensemble",
         },
+        task=task,
+        metric=key[len("cv_") :],
+        score=scores[key],
+        baseline_score=baseline_row[key],
+        scores=scores,
+        baseline_scores=baseline_scores,
     )
 
 
 def _fit_feature_predictor(
-    source, inputs, y, learner, depth, seed, name, parts=("hidden",)
+    source, inputs, y, learner, depth, seed, name, parts=("hidden",), task="regression"
 ) -> FeaturePredictor:
     predictor = FeaturePredictor(source, None, depth, float(y.mean()), name, parts)
     x, ok, _ = predictor.features(inputs)
-    predictor.learner = make_learner(learner, seed).fit(x[ok], y[ok])
+    predictor.learner = _fit(learner, seed, task, x[ok], y[ok])
     return predictor
 
 
-def _final(row: dict, inputs, y, zoo, learner, depth, finetune_options, seed, parts):
+def _final(
+    row: dict, inputs, y, zoo, learner, depth, finetune_options, seed, parts, task="regression"
+):
     """Refit the chosen method of one ranked source on all rows."""
     # lazy: finetune imports Lightning, kept off the frozen featurizer's import path
     from xenonscale.transfer.finetune import fine_tune
@@ -588,8 +760,8 @@ def _final(row: dict, inputs, y, zoo, learner, depth, finetune_options, seed, pa
     if row["method"].startswith("finetune["):
         freeze = row["method"][len("finetune[") : -1]
         return fine_tune(
-            source, inputs, y, freeze=freeze, seed=seed, **dict(finetune_options or {})
+            source, inputs, y, freeze=freeze, seed=seed, task=task, **dict(finetune_options or {})
         )
     return _fit_feature_predictor(
-        source, inputs, y, learner, depth, seed, f"{row['method']}:{row['name']}", parts
+        source, inputs, y, learner, depth, seed, f"{row['method']}:{row['name']}", parts, task
     )

@@ -3,7 +3,8 @@
 The floors below do one thing each: :func:`xenonscale.models.training.train_model`
 trains and returns a result, :class:`xenonscale.zoo.Zoo` stores models. The
 workflows here combine them: :func:`train_and_register` (what ``xenonscale
-train`` runs), :func:`register_best_trial` (``xenonscale tune --register``),
+train`` runs; :func:`train_ensemble` for ``--ensemble N``),
+:func:`register_best_trial` (``xenonscale tune --register``),
 :func:`build_preset` (the source-model library, ``xenonscale zoo build``) and
 :func:`retrain` (scheduled retraining, ``xenonscale retrain``). Plots are
 drawn by the front ends (``figures=``, e.g.
@@ -16,6 +17,7 @@ Examples
 ['mp-e-form', 'mp-gap']
 """
 
+from xenonscale.workflows.ensembles import train_ensemble
 from xenonscale.workflows.presets import PRESETS, SourceModel, build_preset
 from xenonscale.workflows.registration import (
     register_best_trial,
@@ -33,4 +35,5 @@ __all__ = [
     "retrain",
     "staleness",
     "train_and_register",
+    "train_ensemble",
 ]

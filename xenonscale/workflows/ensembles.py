@@ -15,7 +15,8 @@ validation (and test) rows, and writes ``OUTPUT/card.json``:
 * ``metrics``: the ensemble's (mean prediction) metrics per split, as a single
   model's card, plus ``within_2sigma`` (fraction of rows with
   ``|y − mean| ≤ 2σ``, σ the members' spread; 0.954 for a calibrated Gaussian),
-  ``within_2sigma_total`` (the same with the total std below) and ``mean_std``;
+  ``within_2sigma_total`` (the same with the total std below; on the test split
+  with the noise std of the validation rows) and ``mean_std``;
 * ``ensemble``: size, seeds, split seed, every member's metrics, the members'
   mean of each metric (``member_mean``: ``mae`` is the figure to compare with
   the ensemble's) and ``noise_std`` per target: ``sqrt(max(MSE − mean σ², 0))``
@@ -94,12 +95,15 @@ def member_folder(output: str | Path, k: int) -> Path:
     return Path(output) / f"member-{k}"
 
 
-def calibration(y: np.ndarray, mean: np.ndarray, std: np.ndarray) -> dict[str, float]:
+def calibration(
+    y: np.ndarray, mean: np.ndarray, std: np.ndarray, noise_std: float | None = None
+) -> dict[str, float]:
     """How well ``std`` describes the errors of ``mean`` (1-D arrays of one target).
 
     ``within_2sigma``: fraction of rows with ``|y − mean| ≤ 2·std``; ``mean_std``;
     ``noise_std``: ``sqrt(max(MSE − mean(std²), 0))``, the error ``std`` leaves
-    unexplained; ``within_2sigma_total``: the coverage of ``sqrt(std² + noise_std²)``.
+    unexplained (or the ``noise_std`` given, estimated on other rows);
+    ``within_2sigma_total``: the coverage of ``sqrt(std² + noise_std²)``.
 
     >>> c = calibration(np.array([0.0, 1.0, 2.0]), np.array([0.0, 1.5, 2.0]), np.full(3, 0.2))
     >>> round(c["within_2sigma"], 4), round(c["noise_std"], 4)
@@ -107,7 +111,12 @@ def calibration(y: np.ndarray, mean: np.ndarray, std: np.ndarray) -> dict[str, f
     """
     y, mean, std = (np.asarray(a, np.float64).ravel() for a in (y, mean, std))
     error = np.abs(y - mean)
-    noise = float(np.sqrt(max(np.mean(error**2) - np.mean(std**2), 0.0))) if len(y) else np.nan
+    if noise_std is not None:
+        noise = float(noise_std)
+    elif len(y):
+        noise = float(np.sqrt(max(np.mean(error**2) - np.mean(std**2), 0.0)))
+    else:
+        noise = np.nan
     total = np.sqrt(std**2 + noise**2)
     return {
         "within_2sigma": float(np.mean(error <= 2 * std)) if len(y) else np.nan,
@@ -248,7 +257,8 @@ def _evaluate(ensemble, nets, data, targets) -> tuple[dict, dict, dict]:
         for i, target in enumerate(targets):
             block = score(y[:, i], mean[:, i])
             if not classify:
-                block |= calibration(y[:, i], mean[:, i], std[:, i])
+                noise = report["noise_std"].get(target)  # the test split uses val's
+                block |= calibration(y[:, i], mean[:, i], std[:, i], noise)
                 if split == "val":
                     report["noise_std"][target] = block["noise_std"]
             per_target[target] = block
