@@ -221,3 +221,18 @@ def test_cli_train_ensemble_on_a_dask_scheduler(gap_store, dask_client, tmp_path
         assert opened.load("gap-cli").predict(["ZnO"], return_std=True).shape == (1, 2)
     alone = CliRunner().invoke(cli, [*argv[:6], "--workers", "2", "--zoo", str(zoo)])
     assert alone.exit_code != 0 and "--ensemble N" in alone.output
+
+
+def test_an_ensemble_of_attention_members_predicts_from_formulas(gap_store, dask_client, tmp_path):
+    with Zoo(tmp_path / "zoo") as zoo:
+        result = train_and_register(
+            gap_store, "target", name="att-ens", zoo=zoo, ensemble=2, client=dask_client,
+            output=tmp_path / "att", backbone="attention",
+            backbone_options={"d_model": 16, "heads": 2, "layers": 1}, max_epochs=1,
+            batch_size=128, accelerator="cpu", progress=False,
+        )  # fmt: skip
+        assert [m["backbone"] for m in result.card["model"]["members"]] == ["attention"] * 2
+        assert result.card["featurizer"]["names"] == ["slots"]
+        frame = zoo.load("att-ens").predict(["Fe2O3", "GaAs", "Xx2"], return_std=True)
+    assert frame["target_std"].notna().tolist() == [True, True, False]
+    assert (frame["target_std"].iloc[:2] > 0).all()
