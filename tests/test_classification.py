@@ -216,7 +216,7 @@ def test_zoo_classifier_predicts_probabilities(metal_zoo, trained):
     with Zoo(metal_zoo) as zoo:
         model = zoo.load("metal")
         frame = model.predict(["Cu", "NaCl", "Fe2O3", "SiO2", "Xx2"])
-    assert model.card["task"] == model.model.task == "classification"
+    assert model.card["task"] == model.model.task == frame.attrs["task"] == "classification"
     p = frame["target"].to_numpy()
     assert np.isnan(p[4]) and ((p[:4] > 0) & (p[:4] < 1)).all()
     assert p[0] > 0.5 > p[1]  # copper is a metal, rock salt is not
@@ -265,3 +265,14 @@ def test_transfer_cli_reports_a_classification(metal_zoo, glass, client, tmp_pat
     assert 0 < report["log_loss"] < 1 and 0.5 < report["roc_auc"] <= 1
     assert (tmp_path / report["plots"]["cv"]).name == "report_roc_cv.png"
     assert (tmp_path / "report_roc_cv.png").stat().st_size > 10_000
+
+
+def test_retrain_keeps_the_task_and_compares_log_loss(metal_zoo):
+    from xenonscale.workflows.retraining import retrain
+
+    with Zoo(metal_zoo) as zoo:
+        zoo.promote("metal@1")  # the production version the retrained one is compared with
+        (row,) = retrain(zoo=zoo, only=["metal"], max_age_days=1e-9, max_epochs=2, progress=False)
+        card = zoo.show(row["new"])
+    assert {"log_loss_new", "log_loss_current"} <= set(row) and "mae_new" not in row, row
+    assert card["task"] == "classification" and card["training"]["loss"] == "bce"

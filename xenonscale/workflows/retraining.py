@@ -60,7 +60,7 @@ import zarr
 from xenonscale.engine.bookkeeping import JobLock
 from xenonscale.errors import StoreError
 from xenonscale.models.backbones import predict_array
-from xenonscale.models.metrics import regression_metrics
+from xenonscale.models.metrics import classification_metrics, regression_metrics
 from xenonscale.models.networks import backbone_name
 from xenonscale.models.training import store_fingerprint
 from xenonscale.store.layout import StoreLocation
@@ -156,6 +156,7 @@ def _retrain_one(
 ) -> dict:
     training, split, model = card["training"], card["split"], card["model"]
     options = {k: training[k] for k in _TRAIN_KEYS if k in training}
+    options["task"] = card.get("task", "regression")  # cards before classification: regressions
     if max_epochs is not None:
         options["max_epochs"] = max_epochs
     data_options = {k: split[k] for k in _SPLIT_KEYS if k in split}
@@ -178,9 +179,13 @@ def _retrain_one(
         return {"action": "promoted", "new": result.ref, "current": str(current_ref),
                 "note": "descriptors changed; not compared"}  # fmt: skip
     x, y = result.data.arrays("val")
-    old = regression_metrics(y, predict_array(current.model, x))["mae"]
-    new = regression_metrics(y, predict_array(result.model, x))["mae"]
-    row = {"new": result.ref, "current": str(current_ref), "mae_new": new, "mae_current": old}
+    classifier = options["task"] == "classification"  # compared by log-loss, not MAE
+    score = classification_metrics if classifier else regression_metrics
+    metric = "log_loss" if classifier else "mae"
+    old = score(y, predict_array(current.model, x))[metric]
+    new = score(y, predict_array(result.model, x))[metric]
+    row = {"new": result.ref, "current": str(current_ref), f"{metric}_new": new,
+           f"{metric}_current": old}  # fmt: skip
     if not np.isfinite(old) or new <= old:
         zoo.promote(result.ref)
         return {"action": "promoted"} | row

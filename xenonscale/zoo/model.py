@@ -206,6 +206,7 @@ class ZooModel:
                 frame[f"{target}_std"] = stds[:, k]
         frame.attrs["errors"] = self.errors_.to_dict("records")
         frame.attrs["model"] = str(self.ref)
+        frame.attrs["task"] = self.model.task  # classification: the columns are P(class 1)
         return frame
 
 
