@@ -26,10 +26,11 @@ from xenonscale import datasets
 from xenonscale.cli.main import cli
 from xenonscale.errors import ConfigError
 from xenonscale.featurize.compositions import ElementStatistics
+from xenonscale.featurize.registry import FeaturizerSpec
 from xenonscale.models.backbones import PropertyModel
 from xenonscale.workflows.leaderboard import LEADERBOARD
 from xenonscale.workflows.matbench import TASKS, get_task, outer_folds, run_benchmark
-from xenonscale.zoo import Zoo
+from xenonscale.zoo import Zoo, featurizer_fields
 
 pytestmark = pytest.mark.usefixtures("data_dir", "one_torch_thread")
 
@@ -206,3 +207,24 @@ def test_a_bad_task_is_one_line_naming_the_tasks(tmp_path):
         get_task("matbench_phonons")
     assert get_task("dataset:matbench_glass").kind == "classification"
     assert set(LEADERBOARD) == set(TASKS)
+
+
+def test_transfer_selects_sources_inside_the_training_fold(tmp_path):
+    """A (toy, untrained) source trained on another dataset: ranked by an inner CV of the fold."""
+    fields = featurizer_fields(FeaturizerSpec.parse("composition", "classic", elements="xenonpy58"))
+    model = PropertyModel.from_config(
+        {"in_features": len(fields["feature_labels"]), "out_features": 1, "hidden": [8]}
+    )
+    card = {**fields, "targets": ["target"],
+            "training_data": {"source": {"url": "/mirror/matbench_mp_gap.csv"}}}  # fmt: skip
+    with Zoo(tmp_path / "zoo") as zoo:
+        zoo.register("gap-toy", model, card)
+    result = run_benchmark(STEELS, transfer_from=["gap-toy@1"], zoo=str(tmp_path / "zoo"),
+                           folds=[2], workers=1, output=tmp_path / "out", progress=False,
+                           transfer_options={"learner": "ridge"})  # fmt: skip
+    (fold,) = result.record["folds"]
+    assert fold["status"] == "ok", fold
+    assert [r["name"] for r in fold["details"]["ranking"]] == ["gap-toy@1"]
+    assert fold["details"]["method"] in ("baseline", "frozen+ridge:gap-toy@1")
+    assert result.record["model"]["transfer_from"] == ["gap-toy@1"]
+    _check_no_leak(tmp_path / "out", outer_folds(_target(STEELS), "regression"))

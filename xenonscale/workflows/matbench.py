@@ -75,8 +75,10 @@ A random forest on Magpie features, two of the five folds of the 312 steels
 ...     "matbench_steels_yield", model="rf-magpie", folds=[0, 1], workers=1,
 ...     output=tempfile.mkdtemp(), progress=False, n_estimators=50,
 ... )
->>> result.record["partial"], sorted(result.predictions["fold"].unique())  # doctest: +REQUIRES_DATA
-(True, [0, 1])
+>>> result.record["partial"], result.record["folds_run"], result.failed  # doctest: +REQUIRES_DATA
+(True, [0, 1], [])
+>>> len(result.predictions)  # doctest: +REQUIRES_DATA
+126
 """
 
 from __future__ import annotations
@@ -762,8 +764,10 @@ def _json(value):
 
 def _run_local(job, results, errors, progress, runner) -> None:
     _say(progress, f"fold {job.fold}: training on {len(job.train)} rows")
+    started = time.perf_counter()
     try:
         results[job.fold] = runner(job)
+        results[job.fold].setdefault("seconds", round(time.perf_counter() - started, 2))
         _say(progress, f"fold {job.fold}: done ({results[job.fold].get('seconds', 0):.0f} s)")
     except Exception as exc:  # a failed fold is reported in the record, not dropped
         errors[job.fold] = f"{type(exc).__name__}: {exc}"
