@@ -31,6 +31,7 @@ from xenonscale.models.networks import build_model
 from xenonscale.transfer import FrozenFeaturizer
 from xenonscale.workflows.ensembles import member_folder, train_ensemble
 from xenonscale.workflows.registration import train_and_register
+from xenonscale.workflows.retraining import retrain
 from xenonscale.zoo import Zoo
 from xenonscale.zoo.limits import check_model_config
 
@@ -236,3 +237,17 @@ def test_an_ensemble_of_attention_members_predicts_from_formulas(gap_store, dask
         frame = zoo.load("att-ens").predict(["Fe2O3", "GaAs", "Xx2"], return_std=True)
     assert frame["target_std"].notna().tolist() == [True, True, False]
     assert (frame["target_std"].iloc[:2] > 0).all()
+
+
+def test_retrain_rebuilds_an_ensemble_on_the_cluster(trained, dask_client, monkeypatch, tmp_path):
+    result, _ = trained
+    monkeypatch.setenv("DASK_SCHEDULER_ADDRESS", dask_client.scheduler.address)
+    with Zoo(tmp_path / "zoo") as zoo:
+        zoo.register("gap-ens", result.model, result.card, stage="production")
+        report = retrain(zoo=zoo, only=["gap-ens"], max_age_days=1e-9, max_epochs=1,
+                         progress=False)  # fmt: skip
+        assert report[0]["new"] == "gap-ens@2", report
+        assert report[0]["mae_current"] == pytest.approx(result.metrics["val"]["mae"], rel=1e-5)
+        card = zoo.show("gap-ens@2")
+    assert card["model"]["backbone"] == "ensemble" and card["ensemble"]["size"] == MEMBERS
+    assert card["model"]["members"][0]["hidden"] == [32]

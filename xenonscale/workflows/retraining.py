@@ -126,14 +126,19 @@ def retrain(
 
 
 def network_options(model: dict) -> dict:
-    """The train_model arguments that rebuild a card's network (MLP or attention).
+    """The train_model arguments that rebuild a card's network (MLP, attention or ensemble).
 
     >>> network_options({"hidden": [8], "batch_norm": True, "activation": "relu"})
     {'hidden': [8], 'batch_norm': True, 'activation': 'relu'}
     >>> network_options({"backbone": "attention", "elements": "magpie", "d_model": 16,
     ...                  "in_features": 32, "out_features": 1, "table_width": 22})
     {'backbone': 'attention', 'backbone_options': {'elements': 'magpie', 'd_model': 16}}
+    >>> network_options({"backbone": "ensemble", "members": [
+    ...     {"hidden": [8], "batch_norm": True, "activation": "relu"}] * 3})
+    {'ensemble': 3, 'hidden': [8], 'batch_norm': True, 'activation': 'relu'}
     """
+    if backbone_name(model) == "ensemble":  # as many members, each like the first
+        return {"ensemble": len(model["members"]), **network_options(model["members"][0])}
     if backbone_name(model) == "attention":
         fixed = ("backbone", "in_features", "out_features", "table_width", "task")
         return {"backbone": "attention",
