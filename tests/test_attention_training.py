@@ -160,3 +160,32 @@ def test_retrain_rebuilds_the_attention_network(trained):
     options = network_options(trained.card["model"])
     assert options["backbone"] == "attention"
     assert {k: options["backbone_options"][k] for k in SMALL} == SMALL
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(400)
+def test_tuning_searches_attention_networks_and_registers_the_best(oqmd_store, tmp_path,
+                                                                   dask_client):  # fmt: skip
+    import optuna
+
+    from xenonscale.errors import ConfigError
+    from xenonscale.models.tuning import tune
+    from xenonscale.workflows.registration import register_best_trial
+    from xenonscale.zoo import Zoo
+
+    store, _ = oqmd_store
+    storage = f"sqlite:///{tmp_path / 'tune.db'}"
+    common = dict(storage=storage, study="attention", client=dask_client, max_epochs=2,
+                  progress=False, backbone="attention", elements="magpie")  # fmt: skip
+    result = tune(store, "target", trials=2, output=tmp_path / "tune", **common)
+    loaded = optuna.load_study(study_name="attention", storage=storage)
+    assert len(loaded.trials) == 2 and loaded.user_attrs["backbone"] == "attention"
+    assert {"d_model", "heads", "layers", "head_width"} <= set(result.best_params)
+    with pytest.raises(ConfigError, match="searches attention networks"):
+        tune(store, "target", trials=1, **{**common, "backbone": "mlp"})
+    trained = register_best_trial(result, store, "target", name="tuned", max_epochs=1,
+                                  zoo=Zoo(str(tmp_path / "zoo")), progress=False)  # fmt: skip
+    config = trained.card["model"]
+    assert config["backbone"] == "attention" and config["elements"] == "magpie"
+    assert config["d_model"] == result.best_params["d_model"]
+    assert config["layers"] == result.best_params["layers"]

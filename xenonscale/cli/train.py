@@ -40,14 +40,20 @@ BACKBONES = Choice(("mlp", "attention"), library="xenonscale.models.training:BAC
 ELEMENTS = Choice("xenonscale.elements.presets:PRESETS", case_sensitive=False)
 
 
+MODEL_OPTION = click.option(
+    "--model", "backbone", type=BACKBONES, default="mlp", show_default=True,
+    help="network: mlp on the store's features, attention over the elements of each composition",
+)  # fmt: skip
+ELEMENTS_OPTION = click.option(
+    "--elements", type=ELEMENTS, default=None, help="element table preset"
+)
+
+
 def backbone_arguments(command: Callable) -> Callable:
     """--model and the attention model's options (train)."""
     decorators = [
-        click.option("--model", "backbone", type=BACKBONES, default="mlp", show_default=True,
-                     help="network: mlp on the store's features, attention over the elements "
-                          "of each composition"),
-        click.option("--elements", type=ELEMENTS, default=None,
-                     help="element table preset"),
+        MODEL_OPTION,
+        ELEMENTS_OPTION,
         click.option("--d-model", type=POSITIVE_INT, default=None,
                      help="attention: width of the element vectors [default: 128]"),
         click.option("--heads", type=POSITIVE_INT, default=None,
@@ -273,6 +279,8 @@ def train(
 @click.command(cls=Command)
 @data_arguments
 @options.task()
+@MODEL_OPTION
+@ELEMENTS_OPTION
 @click.option("--trials", type=POSITIVE_INT, required=True, help="new trials to run")
 @click.option(
     "--storage",
@@ -303,6 +311,10 @@ def tune(store, target, zoo, artifacts, storage_options, register, no_progress, 
     from xenonscale.workflows.registration import register_best_trial
 
     data_options = _data_options(params)
+    if params["elements"] is not None:
+        if params["backbone"] == "mlp":
+            raise click.UsageError("--elements applies to --model attention only")
+        params["elements"] = params["elements"].lower()
     result = run_tune(
         store,
         list(target),

@@ -34,15 +34,33 @@ from xenonscale.cluster import close_client, get_client
 from xenonscale.errors import ConfigError
 from xenonscale.models.data import StoreDataModule
 from xenonscale.models.tasks import monitor_metric, resolve_task, store_targets
-from xenonscale.models.training import train_model
+from xenonscale.models.training import BACKBONE_INPUTS, train_model
 
-__all__ = ["PRUNERS", "TuneResult", "hidden_from_params", "suggest", "tune"]
+__all__ = [
+    "PRUNERS",
+    "TuneResult",
+    "hidden_from_params",
+    "network_from_params",
+    "suggest",
+    "tune",
+]
 
 PRUNERS = ("median", "hyperband", "none")
 
 
-def suggest(trial) -> dict:
-    """The search space over architecture and optimizer."""
+def suggest(trial, backbone: str = "mlp") -> dict:
+    """The search space over architecture and optimizer of ``backbone`` (mlp or attention)."""
+    if backbone == "attention":
+        return {
+            "d_model": trial.suggest_categorical("d_model", [32, 64, 128]),
+            "heads": trial.suggest_categorical("heads", [2, 4]),
+            "layers": trial.suggest_int("layers", 1, 4),
+            "head_width": trial.suggest_int("head_width", 64, 512, log=True),
+            "dropout": trial.suggest_float("dropout", 0.0, 0.3),
+            "lr": trial.suggest_float("lr", 1e-4, 3e-3, log=True),
+            "weight_decay": trial.suggest_float("weight_decay", 1e-7, 1e-3, log=True),
+            "batch_size": trial.suggest_categorical("batch_size", [128, 256, 512]),
+        }
     return {
         "depth": trial.suggest_int("depth", 1, 4),
         "width": trial.suggest_int("width", 64, 1024, log=True),
@@ -62,6 +80,28 @@ def hidden_from_params(params: dict) -> list[int]:
         widths.append(max(16, round(width)))
         width *= float(params["taper"])
     return widths
+
+
+def network_from_params(params: dict, backbone: str = "mlp", elements: str | None = None) -> dict:
+    """The train_model arguments of a trial's network (``hidden``... or ``backbone_options``).
+
+    >>> network_from_params({"depth": 2, "width": 64, "taper": 0.5, "dropout": 0.1,
+    ...                      "activation": "relu"})
+    {'dropout': 0.1, 'hidden': [64, 32], 'activation': 'relu'}
+    >>> network_from_params({"d_model": 32, "heads": 2, "layers": 1, "head_width": 64,
+    ...                      "dropout": 0.0}, "attention")["backbone_options"]["head_hidden"]
+    [64, 32]
+    """
+    if backbone == "attention":
+        width = int(params["head_width"])
+        options = {"d_model": int(params["d_model"]), "heads": int(params["heads"]),
+                   "layers": int(params["layers"]), "head_hidden": [width, max(16, width // 2)]}
+        if elements:
+            options["elements"] = elements
+        return {"dropout": params["dropout"], "backbone": "attention",
+                "backbone_options": options}  # fmt: skip
+    return {"dropout": params["dropout"], "hidden": hidden_from_params(params),
+            "activation": params["activation"]}  # fmt: skip
 
 
 def _storage(url: str):
@@ -93,7 +133,7 @@ def _data(store: str, targets: tuple[str, ...], options: str, seed: int):
 
 def _run_trial(
     index: int, store, targets, options, storage, study_name, pruner, seed, epochs, loss,
-    task="regression",
+    task="regression", backbone="mlp", elements=None,
 ) -> dict:  # fmt: skip
     """Dask task: one trial of the shared study; returns its number, state and value."""
     import optuna
@@ -112,7 +152,7 @@ def _run_trial(
     monitor = monitor_metric(task)
 
     def objective(trial) -> float:
-        params = suggest(trial)
+        params = suggest(trial, backbone)
         data.batch_size = params["batch_size"]
         with tempfile.TemporaryDirectory() as folder:
             result = train_model(
@@ -124,9 +164,7 @@ def _run_trial(
                 max_epochs=epochs,
                 patience=max(3, epochs // 4),
                 seed=seed,
-                hidden=hidden_from_params(params),
-                dropout=params["dropout"],
-                activation=params["activation"],
+                **network_from_params(params, backbone, elements),
                 lr=params["lr"],
                 weight_decay=params["weight_decay"],
                 loss=loss,
@@ -166,6 +204,8 @@ class TuneResult:
     task: str = "regression"
     metric: str = "val_mae"
     direction: str = "minimize"
+    backbone: str = "mlp"
+    elements: str | None = None
 
 
 def tune(
@@ -187,6 +227,8 @@ def tune(
     storage_options: dict | None = None,
     output: str | Path | None = None,
     progress: bool = True,
+    backbone: str = "mlp",
+    elements: str | None = None,
 ) -> TuneResult:
     """Run ``trials`` trials of study ``study`` on the cluster (see the module docstring).
 
@@ -194,6 +236,8 @@ def tune(
     to ``output`` (default ``./tune/STUDY``). ``storage_options`` are the
     store's (``s3://``), passed to every trial's DataModule. ``task`` as in
     :func:`~xenonscale.models.training.train_model` (``None``: inferred).
+    ``backbone`` picks the search space (:func:`suggest`): ``mlp`` or
+    ``attention`` (``elements``: its embedding table, default mat2vec).
     """
     import optuna
     from distributed import as_completed
@@ -203,6 +247,8 @@ def tune(
         raise ConfigError(f"--trials {trials!r}: ask for at least one trial")
     if pruner not in PRUNERS:
         raise ConfigError(f"--pruner {pruner!r}: use one of {', '.join(PRUNERS)}")
+    if backbone not in BACKBONE_INPUTS:
+        raise ConfigError(f"--model {backbone!r}: use one of {', '.join(BACKBONE_INPUTS)}")
     targets = [targets] if isinstance(targets, str) else list(targets)
     task = resolve_task(task, store_targets(store, targets, storage_options), targets)
     metric, direction = monitor_metric(task), "minimize"
@@ -210,15 +256,21 @@ def tune(
         study_name=study, storage=_storage(storage), direction=direction, load_if_exists=True
     )
     recorded = created.user_attrs.get("metric")
+    if created.user_attrs.get("backbone", backbone) != backbone:
+        raise ConfigError(
+            f"--study {study!r} searches {created.user_attrs['backbone']} networks; this run "
+            f"asks for --model {backbone}: use a new --study name"
+        )
     if recorded not in (None, metric):
         raise ConfigError(
             f"--study {study!r} minimizes {recorded} ({created.user_attrs.get('task')}); this "
             f"{task} minimizes {metric}: use a new --study name"
         )
-    for key, value in (("task", task), ("metric", metric), ("direction", direction)):
+    for key, value in (("task", task), ("metric", metric), ("direction", direction),
+                       ("backbone", backbone)):  # fmt: skip
         created.set_user_attr(key, value)
     before = len(created.trials)
-    trial_options = dict(data_options or {})
+    trial_options = dict(data_options or {}, inputs=BACKBONE_INPUTS[backbone])
     if task == "classification":  # outlier rules are for values, not class labels
         trial_options["outliers"] = "keep"
     if storage_options:
@@ -241,6 +293,8 @@ def tune(
                 max_epochs,
                 loss,
                 task,
+                backbone,
+                elements,
                 pure=False,
             )
             for i in range(trials)
@@ -274,8 +328,11 @@ def tune(
         task=task,
         metric=metric,
         direction=direction,
+        backbone=backbone,
+        elements=elements,
     )
-    record = {"study": study, "task": task, "metric": metric, "direction": direction}
+    record = {"study": study, "task": task, "metric": metric, "direction": direction,
+              "backbone": backbone, "elements": elements}  # fmt: skip
     record |= {"value": best.value, "params": best.params, "states": states}
     (folder / "best.json").write_text(json.dumps(record, indent=1))
     return result

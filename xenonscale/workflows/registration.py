@@ -51,7 +51,7 @@ from pathlib import Path
 
 from xenonscale.errors import ConfigError
 from xenonscale.models.training import TrainResult, train_model
-from xenonscale.models.tuning import TuneResult, hidden_from_params
+from xenonscale.models.tuning import TuneResult, network_from_params
 from xenonscale.workflows.ensembles import train_ensemble
 from xenonscale.zoo import Zoo
 
@@ -131,9 +131,7 @@ def register_best_trial(
         zoo=zoo,
         figures=figures,
         output=Path(tuned.output) / "best",
-        hidden=hidden_from_params(params),
-        dropout=params["dropout"],
-        activation=params["activation"],
+        **network_from_params(params, tuned.backbone, tuned.elements),
         lr=params["lr"],
         weight_decay=params["weight_decay"],
         batch_size=params["batch_size"],
