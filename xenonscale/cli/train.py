@@ -139,6 +139,12 @@ def _data_options(params: dict) -> dict:
     help="rows per training batch",
 )
 @options.max_epochs(default=100, show_default=True)
+@click.option(
+    "--max-minutes",
+    type=click.FloatRange(min=0, min_open=True),
+    default=None,
+    help="stop training after this wall time (the best epoch so far is kept)",
+)
 @options.model_name(required=True)
 @options.zoo_options
 @options.output()

@@ -202,6 +202,7 @@ def train_model(
     storage_options: dict | None = None,
     backbone: str = "mlp",
     backbone_options: dict | None = None,
+    max_minutes: float | None = None,
 ) -> TrainResult:
     """Train, evaluate and save a model (module docstring); register it elsewhere.
 
@@ -210,6 +211,8 @@ def train_model(
     (on each row's composition, :mod:`xenonscale.models.attention`; its
     options, e.g. ``{"elements": "mat2vec", "d_model": 128}``, go in
     ``backbone_options``, ``dropout`` applies too).
+    ``max_minutes`` stops training after that wall time (the best epoch so
+    far is kept), whatever ``max_epochs`` says.
     ``task`` is ``"regression"``, ``"classification"`` (0/1 targets; BCE,
     probabilities out, outliers kept; :mod:`xenonscale.models.module`) or
     ``None``: a classifier when every training target holds only 0 and 1
@@ -270,6 +273,7 @@ def train_model(
     with quiet_training():  # Lightning's banners and tips, harmless warnings
         trainer = L.Trainer(
             max_epochs=max_epochs,
+            max_time=None if max_minutes is None else {"seconds": int(max_minutes * 60)},
             accelerator=accelerator,
             devices=devices,
             strategy=strategy,
@@ -299,7 +303,8 @@ def train_model(
     card = _card(data, model.config, target_names, units, metrics, rows, seconds, locals_=dict(
         loss=module.hparams.loss, lr=lr, weight_decay=weight_decay, scheduler=scheduler,
         batch_size=batch_size,
-        max_epochs=max_epochs, patience=patience, accelerator=accelerator, devices=devices,
+        max_epochs=max_epochs, max_minutes=max_minutes, patience=patience,
+        accelerator=accelerator, devices=devices,
         strategy=strategy, seed=seed, dropout=dropout,
     ))  # fmt: skip
     (output / "card.json").write_text(json.dumps(card, indent=1, default=str))
