@@ -201,6 +201,8 @@ def test_bad_ensemble_arguments_fail_before_training(gap_store):
         train_ensemble(gap_store, members=1)
     with pytest.raises(ConfigError, match=r"seeds=\[1, 1\]"):
         train_ensemble(gap_store, members=2, seeds=[1, 1])
+    with pytest.raises(ConfigError, match=r"strategy='ddp_spawn'.*one device each"):
+        train_ensemble(gap_store, members=2, strategy="ddp_spawn", devices=2)
     with pytest.raises(ConfigError, match="members disagree on in_features"):
         EnsembleModel.from_config({"members": [{"in_features": 3, "hidden": [4]},
                                                {"in_features": 4, "hidden": [4]}]})  # fmt: skip

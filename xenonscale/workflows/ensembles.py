@@ -159,6 +159,12 @@ def train_ensemble(
     for key in ("data", "callbacks"):
         if train_options.get(key) is not None:
             raise ConfigError(f"train_ensemble({key}=...): members build their own; leave it out")
+    strategy, devices = train_options.get("strategy", "auto"), train_options.get("devices", 1)
+    if strategy != "auto" or str(devices) != "1":
+        raise ConfigError(
+            f"strategy={strategy!r}, devices={devices!r}: ensemble members train on one device "
+            "each, as Dask tasks; leave both at their defaults (use more Dask workers instead)"
+        )
     base_seed = int(train_options.pop("seed", 0))
     seeds = [base_seed + k for k in range(members)] if seeds is None else [int(s) for s in seeds]
     if len(seeds) != members or len(set(seeds)) != members:
