@@ -228,3 +228,18 @@ def test_transfer_selects_sources_inside_the_training_fold(tmp_path):
     assert fold["details"]["method"] in ("baseline", "frozen+ridge:gap-toy@1")
     assert result.record["model"]["transfer_from"] == ["gap-toy@1"]
     _check_no_leak(tmp_path / "out", outer_folds(_target(STEELS), "regression"))
+
+
+def test_folds_as_dask_tasks_equal_folds_one_after_another(tmp_path):
+    """The same seeded forests whether the folds run as tasks of a client or in this process."""
+    from distributed import Client
+
+    options = {"model": "rf-magpie", "folds": [0, 4], "n_estimators": 10, "progress": False}
+    alone = run_benchmark(STEELS, workers=1, output=tmp_path / "alone", **options)
+    with Client(processes=False, n_workers=2, threads_per_worker=1, dashboard_address=None) as c:
+        tasks = run_benchmark(STEELS, client=c, store=str(tmp_path / "alone" / "store-magpie.zarr"),
+                              output=tmp_path / "tasks", **options)  # fmt: skip
+    assert [f["scores"] for f in tasks.record["folds"]] == [
+        f["scores"] for f in alone.record["folds"]
+    ]
+    assert tasks.record["model"]["threads_per_fold"] == 1

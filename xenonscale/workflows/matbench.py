@@ -388,6 +388,8 @@ def _train_and_predict(job: FoldJob) -> dict:
             "epochs": training.get("epochs"),
             "best_epoch": training.get("best_epoch"),
             "data_counts": result.data.counts,
+            "training": training,
+            "network": result.card.get("model"),
         },
     }
 
