@@ -45,7 +45,7 @@ client (the test suite uses worker processes):
 >>> folder = Path(tempfile.mkdtemp())
 >>> rows = [f"Fe{a}O{b},{a / (a + b):.3f}" for a in range(1, 9) for b in range(1, 9)]
 >>> _ = (folder / "oxides.csv").write_text("formula,target\\n" + "\\n".join(rows))
->>> with Client(processes=False, n_workers=1, dashboard_address=None) as client:
+>>> with Client(processes=False, n_workers=1, dashboard_address=":0") as client:
 ...     _ = featurize_to_store(
 ...         str(folder / "oxides.csv"), str(folder / "oxides.zarr"),
 ...         FeaturizerSpec.parse("composition", "classic"),
@@ -236,12 +236,21 @@ def train_ensemble(
 
 
 def _train_member(store, targets, k, seed, output, name, data_options, train_options) -> dict:
-    """One member, in a Dask task: train it and return its config, weights, card and history."""
-    with single_threaded():
-        result = train_model(
-            store, targets, name=f"{name}/member-{k}", output=output, seed=seed,
-            data_options=data_options, **{**train_options, "progress": False},
-        )  # fmt: skip
+    """One member, in a Dask task: train it and return its config, weights, card and history.
+
+    One torch/BLAS thread per task (each Dask worker thread is one unit of
+    parallelism); the process's torch threads are restored afterwards (an
+    in-process client shares them with the caller).
+    """
+    threads = torch.get_num_threads()
+    try:
+        with single_threaded():
+            result = train_model(
+                store, targets, name=f"{name}/member-{k}", output=output, seed=seed,
+                data_options=data_options, **{**train_options, "progress": False},
+            )  # fmt: skip
+    finally:
+        torch.set_num_threads(threads)
     state = {key: v.detach().cpu().numpy() for key, v in result.model.state_dict().items()}
     return {"config": result.model.config, "state": state, "card": result.card,
             "history": result.history}  # fmt: skip
