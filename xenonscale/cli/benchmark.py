@@ -68,8 +68,7 @@ TASKS = Choice(
 @click.option(
     "--learner",
     type=LEARNERS,
-    default="ridge",
-    show_default=True,
+    default=None,
     help="the cheap learner on each source's features",
 )
 @click.option(
@@ -139,6 +138,7 @@ def benchmark(
     training fold only, and the test fold is predicted once. Folds run as
     parallel Dask tasks when there are workers. -o is the folder of
     benchmark.json (the record), predictions.parquet and fold_rows.parquet.
+    With --transfer-from, --learner defaults to ridge (logistic for a 0/1 task).
     Exit status 1 when a fold failed (it is reported, not dropped).
     """
     from xenonscale.errors import ConfigError
@@ -157,7 +157,9 @@ def benchmark(
             transfer_from=list(transfer_from) if transfer_from else None,
             zoo=zoo_location,
             transfer_options=(
-                {"learner": learner, "features": "+".join(features)} if transfer_from else None
+                {"features": "+".join(features)} | ({"learner": learner} if learner else {})
+                if transfer_from
+                else None
             ),
             folds=[int(f) for f in folds] if folds else None,
             max_epochs=max_epochs,

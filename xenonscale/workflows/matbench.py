@@ -443,6 +443,7 @@ def _transfer_fold(job: FoldJob, formulas, y, zoo, refs, options, client) -> dic
                 "xenonscale: use --model rf-magpie or a network"
             )
         kwargs["task"] = "classification"
+        kwargs.setdefault("learner", "logistic")  # the regression default (ridge) cannot classify
     selected = shotgun(
         train_inputs, y[job.train], zoo=zoo, sources=list(refs), cv=N_FOLDS, seed=job.seed,
         client=client, **kwargs,
