@@ -189,3 +189,26 @@ def test_tuning_searches_attention_networks_and_registers_the_best(oqmd_store, t
     assert config["backbone"] == "attention" and config["elements"] == "magpie"
     assert config["d_model"] == result.best_params["d_model"]
     assert config["layers"] == result.best_params["layers"]
+
+
+@pytest.mark.parametrize("freeze", ["all", "last"])
+def test_fine_tuning_an_attention_source_trains_only_what_is_not_frozen(trained, tmp_path,
+                                                                        oqmd_store, freeze):
+    from xenonscale.transfer.finetune import fine_tune
+    from xenonscale.zoo import Zoo
+
+    zoo = Zoo(str(tmp_path / "zoo"))
+    zoo.register("oqmd-attention", trained.model, trained.card)
+    _, frame = oqmd_store
+    rows = frame.iloc[-300:]  # a small "new" task: the same rows' enthalpies, doubled
+    tuned = fine_tune("oqmd-attention", rows["formula"], 2 * rows["target"].to_numpy(),
+                      zoo=zoo, freeze=freeze, max_epochs=3, seed=0)  # fmt: skip
+    source_state = trained.model.state_dict()
+    tuned_state = tuned.model.state_dict()
+    encoder = [k for k in source_state if k.startswith(("blocks.", "fractions.", "gate."))]
+    assert all(torch.equal(source_state[k], tuned_state[k]) for k in encoder)  # frozen in both
+    head_layer = "head.layers.0.0.weight"
+    assert torch.equal(source_state[head_layer], tuned_state[head_layer]) == (freeze == "all")
+    assert torch.equal(tuned.model.element_table, trained.model.element_table)
+    prediction = tuned.predict(["Fe2O3", "NaCl"])
+    assert np.isfinite(prediction).all()

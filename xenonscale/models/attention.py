@@ -364,6 +364,21 @@ class AttentionModel(PortableModel):
     def hidden_widths(self) -> list[int]:
         return [self.config["d_model"], *self.config["head_hidden"]]
 
+    def transfer_parts(self) -> tuple[list[nn.Module], nn.Linear, str]:
+        """``(blocks in order, output layer, its state-dict prefix)`` for fine-tuning.
+
+        The first block is the whole encoder up to the pooled embedding
+        (element embeddings, fraction encoding, attention, pooling gate); then
+        one block per head layer (with its shortcut).
+        """
+        encoder = nn.ModuleList(
+            [m for m in (self.project, self.learned) if m is not None]
+            + [self.fractions, self.blocks, self.norm, self.gate]
+        )
+        head = [nn.ModuleList([layer, shortcut]) for layer, shortcut in
+                zip(self.head.layers, self.head.shortcuts, strict=True)]  # fmt: skip
+        return [encoder, *head], self.head.output, "head.output."
+
     def explain(self, x: torch.Tensor) -> dict:
         """Attention maps and pooling weights for inspection (eval mode, no gradients).
 

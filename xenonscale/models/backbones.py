@@ -283,6 +283,10 @@ class PropertyModel(PortableModel):
         """The width of each of :meth:`hidden_features`' outputs, first to last."""
         return list(self.config["hidden"])
 
+    def transfer_parts(self) -> tuple[list[nn.Module], nn.Linear, str]:
+        """``(hidden blocks in order, output layer, its state-dict prefix)`` for fine-tuning."""
+        return list(self.backbone.blocks), self.backbone.head, "backbone.head."
+
 
 def predict_array(model: PropertyModel, x, batch_size: int = 65_536):
     """Predictions ``float32[n, targets]`` in target units for features ``x`` (eval, no grad)."""

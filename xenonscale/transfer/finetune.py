@@ -1,11 +1,12 @@
 """Fine-tuning a zoo model on a small dataset: same backbone, new head, chosen layers trained.
 
-:func:`fine_tune` starts from a zoo model's
-:class:`~xenonscale.models.backbones.PropertyModel`: its input scaling and its
-hidden blocks are copied, the head is a new ``nn.Linear`` for the new number
-of targets, and the target scaling is refitted on the new training rows. The
-raw inputs are featurized with the source model's own featurizer
-(:attr:`ZooModel.featurizer`). Then the existing Lightning module
+:func:`fine_tune` starts from a zoo model's network (an MLP
+:class:`~xenonscale.models.backbones.PropertyModel` or an attention model):
+everything below its output layer is copied (the MLP's input scaling and
+hidden blocks; the attention model's encoder and head layers), the output is
+a new ``nn.Linear`` for the new number of targets, and the target scaling
+is refitted on the new training rows. The raw inputs are featurized with
+the source model's own featurizer (:attr:`ZooModel.featurizer`). Then the existing Lightning module
 (:func:`~xenonscale.models.module.property_module`: a regressor or a
 classifier, which optimizes only parameters with ``requires_grad``) trains
 it, with ``freeze``:
@@ -14,7 +15,8 @@ it, with ``freeze``:
     every hidden block frozen: only the new head learns (a linear probe
     trained by gradient descent);
 ``"last"``
-    the last hidden block and the head learn;
+    the last hidden block and the head learn (for an attention model the
+    blocks are its whole encoder, then each head layer);
 ``"none"``
     everything learns (the input scaling is a buffer: it never changes).
 
@@ -48,9 +50,10 @@ from torch import nn
 
 from xenonscale.errors import ConfigError
 from xenonscale.featurize.base import errors_frame, featurize_safely
-from xenonscale.models.backbones import PropertyModel, predict_array
+from xenonscale.models.backbones import PortableModel, predict_array
 from xenonscale.models.data import ArrayStream
 from xenonscale.models.module import property_module
+from xenonscale.models.networks import backbone_name, build_model
 from xenonscale.models.quiet import quiet_training
 from xenonscale.models.splits import split_indices
 from xenonscale.models.tasks import monitor_metric, resolve_task
@@ -68,32 +71,39 @@ def featurize_for(source, inputs: Sequence[object]) -> tuple[np.ndarray, np.ndar
 
 
 def transfer_model(
-    source_model: PropertyModel,
+    source_model,
     out_features: int,
     freeze: str,
     seed: int = 0,
     task: str = "regression",
-) -> PropertyModel:
-    """A copy of ``source_model`` with a new seeded head and ``freeze`` applied (no scaling fit).
+):
+    """A copy of ``source_model`` with a new seeded output layer and ``freeze`` applied.
 
-    Input scaling and hidden blocks are copied; the head is a new
-    ``nn.Linear(last width, out_features)`` for ``task`` (a regression or a
-    classification, whatever the source's); target scaling is reset to
-    (0, 1) until :meth:`PropertyModel.fit_scaling` sets it.
+    Everything below the output layer is copied (an MLP's input scaling and
+    hidden blocks; an attention model's encoder, element table and head
+    layers); the output is a new ``nn.Linear(last width, out_features)`` for
+    ``task`` (a regression or a classification, whatever the source's);
+    target scaling is reset to (0, 1) until ``fit_scaling`` sets it.
     """
     if freeze not in FREEZE_MODES:
         raise ConfigError(f"freeze={freeze!r}: use one of {', '.join(FREEZE_MODES)}")
+    if not hasattr(source_model, "transfer_parts"):
+        raise ConfigError(
+            f"fine_tune needs one network; {backbone_name(source_model.config)!r} models are "
+            "not fine-tuned: use one of its members, or its frozen features (shotgun)"
+        )
     config = dict(source_model.config) | {"out_features": int(out_features), "task": task}
-    model = PropertyModel(config)
+    model = build_model(config)
+    _, _, prefix = model.transfer_parts()
     state = {
         k: v
         for k, v in source_model.state_dict().items()
-        if not k.startswith("backbone.head.") and not k.startswith("target_")
+        if not k.startswith(prefix) and not k.startswith("target_")
     }
     missing, unexpected = model.load_state_dict(state, strict=False)
-    assert not unexpected and all(k.startswith(("backbone.head.", "target_")) for k in missing)
+    assert not unexpected and all(k.startswith((prefix, "target_")) for k in missing)
     generator = torch.Generator().manual_seed(int(seed))
-    head = model.backbone.head
+    _, head, _ = model.transfer_parts()
     bound = 1.0 / np.sqrt(head.in_features)
     with torch.no_grad():  # nn.Linear's default init, seeded
         head.weight.uniform_(-bound, bound, generator=generator)
@@ -104,9 +114,9 @@ def transfer_model(
     return model
 
 
-def frozen_blocks(model: PropertyModel, freeze: str) -> list[nn.Module]:
+def frozen_blocks(model, freeze: str) -> list[nn.Module]:
     """The hidden blocks ``freeze`` keeps fixed (all, all but the last, or none)."""
-    blocks = list(model.backbone.blocks)
+    blocks, _, _ = model.transfer_parts()
     return {"all": blocks, "last": blocks[:-1], "none": []}[freeze]
 
 
@@ -159,7 +169,7 @@ class FineTuned:
 
     def __init__(
         self,
-        model: PropertyModel,
+        model: PortableModel,
         source,
         freeze: str,
         targets: Sequence[str],
@@ -282,8 +292,12 @@ def fine_tune(
     L.seed_everything(seed, workers=False, verbose=False)
     model = transfer_model(source.model, y.shape[1], freeze, seed, task)
     y_train = y[train]
+    scaling = getattr(model, "inputs", None)  # the MLP's input statistics stay the source's
     model.fit_scaling(
-        model.inputs.mean, model.inputs.std, y_train.mean(axis=0), y_train.std(axis=0)
+        None if scaling is None else scaling.mean,
+        None if scaling is None else scaling.std,
+        y_train.mean(axis=0),
+        y_train.std(axis=0),
     )
     module = property_module(
         model, targets=targets, lr=lr, weight_decay=weight_decay, scheduler="none"
