@@ -85,7 +85,9 @@ def main() -> None:
     parser.add_argument("--workdir", default="bench/results")
     parser.add_argument("--models", default="mlp,attention")
     parser.add_argument("--minutes", type=float, default=40.0,
-                        help="wall-time budget of each model's training")
+                        help="wall-time budget of the attention model's training")
+    parser.add_argument("--mlp-minutes", type=float, default=12.0,
+                        help="wall-time budget of the MLP's training")
     parser.add_argument("--max-epochs", type=int, default=200)
     parser.add_argument("--batch-size", type=int, default=512)
     parser.add_argument("--lr", type=float, default=None,
@@ -141,7 +143,8 @@ def main() -> None:
         result = train_model(
             stores["train"], "target", output=work / f"oqmd-{backbone}",
             backbone=backbone, backbone_options=options or None,
-            max_epochs=args.max_epochs, max_minutes=args.minutes,
+            max_epochs=args.max_epochs,
+            max_minutes=args.mlp_minutes if backbone == "mlp" else args.minutes,
             batch_size=args.batch_size, seed=args.seed, progress=False,
             accelerator=args.accelerator, patience=15, scheduler="plateau",
             lr=args.lr or (2e-3 if backbone == "mlp" else 1e-3),
