@@ -186,3 +186,20 @@ def test_flood_of_malformed_input_never_raises_and_loses_nothing(valid, malforme
             assert parsed == pytest.approx(_reference(item)), item
         if ok:
             assert all(v > 0 and math.isfinite(v) for v in parsed.values())
+
+
+def test_a_batch_of_the_same_text_objects_is_parsed_once_per_thread():
+    from xenonscale.chem.formula import parse_compositions
+    from xenonscale.limits import RecordLimits, record_limits
+
+    items = ["Fe2O3", "NaCl", "Xx2"]
+    first = parse_compositions(items)
+    assert parse_compositions(list(items)) is first  # the same str objects: reused
+    fresh = parse_compositions(items, cache=False)
+    assert fresh is not first
+    assert (fresh.amounts != first.amounts).nnz == 0 and fresh.errors == first.errors
+    with record_limits(RecordLimits(max_input_chars=4)):  # other limits: other error rows
+        tight = parse_compositions(items)
+    assert tight is not first and not tight.ok[0]
+    mappings = [{"Fe": 2, "O": 3}]
+    assert parse_compositions(mappings) is not parse_compositions(mappings)  # mutable: no reuse

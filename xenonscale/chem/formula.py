@@ -45,7 +45,9 @@ Examples
 from __future__ import annotations
 
 import math
+import operator
 import re
+import threading
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 
@@ -155,7 +157,15 @@ def parse_formula(formula: str) -> dict[str, float]:
     return {PERIODIC_SYMBOLS[c]: v for c, v in columns.items()}
 
 
-def parse_compositions(inputs: Iterable[object], *, on_error: str = "record") -> CompositionMatrix:
+# The last batch parsed in this thread (its items, result and limits): several
+# featurizers of one union, and the engine's composition slots, parse the same
+# partition; the second and later calls get the first one's result.
+_CACHE = threading.local()
+
+
+def parse_compositions(
+    inputs: Iterable[object], *, on_error: str = "record", cache: bool = True
+) -> CompositionMatrix:
     """Parse a batch of formulas / mappings / pymatgen compositions.
 
     Parameters
@@ -165,6 +175,11 @@ def parse_compositions(inputs: Iterable[object], *, on_error: str = "record") ->
     on_error : {"record", "raise"}
         ``"record"`` (default): bad rows become :class:`RowError` entries.
         ``"raise"``: the first bad row raises :class:`FormulaError`.
+    cache
+        Reuse the previous batch parsed in this thread when ``inputs`` holds
+        the very same text objects under the same record limits (a union of
+        composition featurizers, and the engine's composition slots, parse a
+        partition once). The result is shared: treat it as read-only.
 
     Returns
     -------
@@ -173,10 +188,28 @@ def parse_compositions(inputs: Iterable[object], *, on_error: str = "record") ->
     if on_error not in _ON_ERROR:
         raise ConfigError(f"on_error={on_error!r} is not supported; use one of {_ON_ERROR}")
     items = inputs if isinstance(inputs, Sequence) and not isinstance(inputs, str) else list(inputs)
+    limits = current_limits()
+    cache = cache and on_error == "record"
+    cached = getattr(_CACHE, "last", None) if cache else None
+    if (
+        cached is not None
+        and cached[2] == limits  # other budgets give other error rows
+        and len(cached[0]) == len(items)
+        and all(map(operator.is_, cached[0], items))
+    ):
+        return cached[1]
+    result = _parse_batch(items, on_error, limits)
+    if cache and all(isinstance(x, str) or x is None for x in items):
+        _CACHE.last = (list(items), result, limits)
+    elif cache:
+        _CACHE.last = None
+    return result
+
+
+def _parse_batch(items: Sequence[object], on_error: str, limits) -> CompositionMatrix:
     n = len(items)
     ok = np.zeros(n, dtype=bool)
     errors: list[RowError] = []
-    limits = current_limits()
 
     string_rows = _plain_string_rows(items, limits.max_input_chars)
     plain = _parse_plain_rows(items, string_rows, ok, errors, limits)

@@ -129,11 +129,12 @@ def _run_partition(
         )
     frame = frame.rename(columns=renamed) if renamed else frame
     featurizer = _featurizer(spec)
-    batch = featurize_safely(featurizer, frame["input"].tolist(), spec.limits)
+    inputs = frame["input"].tolist()  # one list: the slots reuse the featurizer's parse
+    batch = featurize_safely(featurizer, inputs, spec.limits)
     if spec.on_error == "raise" and batch.errors:
         first = batch.errors[0]
         raise FeaturizerError(f"row {partition.start + first.row}: {first.input!r}: {first.reason}")
-    arrays, without_slots = _composition_arrays(frame["input"], batch.ok, slots, spec)
+    arrays, without_slots = _composition_arrays(inputs, batch.ok, slots, spec)
     try:
         write_region(location, partition.start, frame, batch.values, batch.ok, extras, arrays)
     except OSError as exc:  # a full disk, a read-only mount, a vanished bucket
@@ -158,14 +159,14 @@ def _run_partition(
 
 
 def _composition_arrays(
-    inputs: pd.Series, ok: np.ndarray, slots: int | None, spec: FeaturizerSpec
+    inputs: list, ok: np.ndarray, slots: int | None, spec: FeaturizerSpec
 ) -> tuple[dict[str, np.ndarray] | None, int]:
     """The composition arrays of a region (zero where ``ok`` is False) and the ok rows that
     did not fit in ``slots``; ``(None, 0)`` when the store keeps no composition."""
     if slots is None:
         return None, 0
     with record_limits(spec.limits):
-        elements, fractions, fits = composition_slots(parse_compositions(inputs.tolist()), slots)
+        elements, fractions, fits = composition_slots(parse_compositions(inputs), slots)
     elements[~ok] = 0
     fractions[~ok] = 0
     arrays = {COMPOSITION_ELEMENT: elements, COMPOSITION_FRACTION: fractions}
