@@ -18,8 +18,8 @@ import click
 
 from xenonscale.cli import options
 from xenonscale.cli.command import Command
-from xenonscale.cli.train import ACCELERATORS, BACKBONES
-from xenonscale.cli.transfer import FEATURE_PARTS, LEARNERS, ModelRefs
+from xenonscale.cli.train import ACCELERATORS, MODEL_OPTION
+from xenonscale.cli.transfer import FEATURES_OPTION, LEARNERS, ModelRefs
 from xenonscale.cli.types import POSITIVE_INT, Choice, CommaList
 
 __all__ = ["benchmark"]
@@ -40,14 +40,7 @@ TASKS = Choice(
 
 @click.command(cls=Command)
 @click.argument("task", type=TASKS, metavar="TASK")
-@click.option(
-    "--model",
-    "backbone",
-    type=BACKBONES,
-    default="mlp",
-    show_default=True,
-    help="network: mlp on the store's features, attention over the elements of each composition",
-)
+@MODEL_OPTION
 @click.option(
     "--rf-magpie",
     is_flag=True,
@@ -71,13 +64,7 @@ TASKS = Choice(
     default=None,
     help="the cheap learner on each source's features",
 )
-@click.option(
-    "--features",
-    type=CommaList(FEATURE_PARTS, joiner="+"),
-    default="hidden",
-    show_default=True,
-    help="what each source gives the learner, joined with +",
-)
+@FEATURES_OPTION
 @click.option(
     "--outer-folds",
     "folds",

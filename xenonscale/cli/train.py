@@ -22,6 +22,7 @@ import click
 
 from xenonscale.cli import options
 from xenonscale.cli.command import Command
+from xenonscale.cli.featurize import ELEMENTS
 from xenonscale.cli.types import DEVICES, INT_LIST, POSITIVE_INT, Choice
 
 __all__ = ["retrain", "train", "tune"]
@@ -37,7 +38,6 @@ LR_SCHEDULES = Choice(["plateau", "cosine", "none"])
 ACCELERATORS = Choice(["auto", "cpu", "gpu", "cuda", "mps"])
 STRATEGIES = Choice(["auto", "ddp", "ddp_spawn"])
 BACKBONES = Choice(("mlp", "attention"), library="xenonscale.models.training:BACKBONE_INPUTS")
-ELEMENTS = Choice("xenonscale.elements.presets:PRESETS", case_sensitive=False)
 
 
 MODEL_OPTION = click.option(

@@ -33,6 +33,13 @@ LEARNERS = Choice(
 FEATURE_PARTS = Choice(
     ("hidden", "prediction", "descriptors"), library="xenonscale.transfer.selection:FEATURE_PARTS"
 )
+FEATURES_OPTION = click.option(
+    "--features",
+    type=CommaList(FEATURE_PARTS, joiner="+"),
+    default="hidden",
+    show_default=True,
+    help="what each source gives the learner, joined with +",
+)
 FREEZE_MODES = Choice(("all", "last", "none"), library="xenonscale.transfer.finetune:FREEZE_MODES")
 
 
@@ -128,13 +135,7 @@ def _columns(data, column: str | None, target: tuple[str, ...] | None) -> tuple[
     show_default=True,
     help="hidden blocks used, from the last",
 )
-@click.option(
-    "--features",
-    type=CommaList(FEATURE_PARTS, joiner="+"),
-    default="hidden",
-    show_default=True,
-    help="what each source gives the learner, joined with +",
-)
+@FEATURES_OPTION
 @click.option(
     "--top-k",
     type=POSITIVE_INT,
