@@ -239,7 +239,7 @@ def test_folds_as_dask_tasks_equal_folds_one_after_another(tmp_path):
     with Client(processes=False, n_workers=2, threads_per_worker=1, dashboard_address=None) as c:
         tasks = run_benchmark(STEELS, client=c, store=str(tmp_path / "alone" / "store-magpie.zarr"),
                               output=tmp_path / "tasks", **options)  # fmt: skip
-    assert [f["scores"] for f in tasks.record["folds"]] == [
-        f["scores"] for f in alone.record["folds"]
-    ]
+    # equal up to the last bits of a float sum (the trees' votes add in another order)
+    for fold_tasks, fold_alone in zip(tasks.record["folds"], alone.record["folds"], strict=True):
+        assert fold_tasks["scores"] == pytest.approx(fold_alone["scores"], rel=1e-12)
     assert tasks.record["model"]["threads_per_fold"] == 1
