@@ -84,14 +84,20 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--workdir", default="bench/results")
     parser.add_argument("--models", default="mlp,attention")
-    parser.add_argument("--minutes", type=float, default=40.0,
-                        help="wall-time budget of the attention model's training")
-    parser.add_argument("--mlp-minutes", type=float, default=12.0,
-                        help="wall-time budget of the MLP's training")
+    parser.add_argument(
+        "--minutes",
+        type=float,
+        default=40.0,
+        help="wall-time budget of the attention model's training",
+    )
+    parser.add_argument(
+        "--mlp-minutes", type=float, default=12.0, help="wall-time budget of the MLP's training"
+    )
     parser.add_argument("--max-epochs", type=int, default=200)
     parser.add_argument("--batch-size", type=int, default=512)
-    parser.add_argument("--lr", type=float, default=None,
-                        help="default: 2e-3 for the MLP, 1e-3 for attention")
+    parser.add_argument(
+        "--lr", type=float, default=None, help="default: 2e-3 for the MLP, 1e-3 for attention"
+    )
     parser.add_argument("--elements", default="mat2vec")
     parser.add_argument("--d-model", type=int, default=128)
     parser.add_argument("--layers", type=int, default=3)
@@ -128,9 +134,8 @@ def main() -> None:
     report = {
         "machine": f"{platform.node()}, {platform.machine()}, {os.cpu_count()} cores",
         "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
-        "command": "python bench/attention_oqmd.py " + " ".join(
-            f"--{k.replace('_', '-')} {v}" for k, v in vars(args).items() if v is not None
-        ),
+        "command": "python bench/attention_oqmd.py "
+        + " ".join(f"--{k.replace('_', '-')} {v}" for k, v in vars(args).items() if v is not None),
         "excluded": f"|target| > {EXCLUDE_ABOVE} eV/atom (counted per model)",
         "models": {},
     }

@@ -192,8 +192,9 @@ def test_tuning_searches_attention_networks_and_registers_the_best(oqmd_store, t
 
 
 @pytest.mark.parametrize("freeze", ["all", "last"])
-def test_fine_tuning_an_attention_source_trains_only_what_is_not_frozen(trained, tmp_path,
-                                                                        oqmd_store, freeze):
+def test_fine_tuning_an_attention_source_trains_only_what_is_not_frozen(
+    trained, tmp_path, oqmd_store, freeze
+):
     from xenonscale.transfer.finetune import fine_tune
     from xenonscale.zoo import Zoo
 

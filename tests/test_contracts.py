@@ -71,6 +71,7 @@ UNIONS = [("composition", "classic,magpie"), ("structure", "rdf,ofm,structure"),
           ("molecule", "ecfp,maccs")]  # fmt: skip
 SPECS = [(kind, name) for kind, names in registered().items() for name in names] + UNIONS
 
+
 @pytest.fixture(scope="module")
 def inputs(gap, perov, esol) -> dict[str, tuple[list, list]]:
     """``kind: (valid, invalid)``: real records; an unknown element, garbage text, None."""
@@ -272,8 +273,6 @@ def _csv_bytes(header: list[str], rows: list[list], delimiter: str = ",") -> byt
     writer.writerow(header)
     writer.writerows(rows)
     return buffer.getvalue().encode()
-
-
 
 
 class TestCsvSource(OnDiskAndS3, SourceTests):

@@ -82,8 +82,6 @@ class Trained:
             return self.model(torch.from_numpy(self.x if x is None else x)).numpy()
 
 
-
-
 @pytest.fixture(scope="module")
 def trained(data_dir) -> Trained:
     """A tiny model trained for 30 steps on real steels formulas → yield strength (MPa)."""

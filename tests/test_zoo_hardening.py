@@ -50,8 +50,6 @@ NOTES = b"# notes\nfitted on nothing in particular\n"
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
-
-
 @pytest.fixture
 def model() -> PropertyModel:
     torch.manual_seed(0)

@@ -94,8 +94,12 @@ def network_from_params(params: dict, backbone: str = "mlp", elements: str | Non
     """
     if backbone == "attention":
         width = int(params["head_width"])
-        options = {"d_model": int(params["d_model"]), "heads": int(params["heads"]),
-                   "layers": int(params["layers"]), "head_hidden": [width, max(16, width // 2)]}
+        options = {
+            "d_model": int(params["d_model"]),
+            "heads": int(params["heads"]),
+            "layers": int(params["layers"]),
+            "head_hidden": [width, max(16, width // 2)],
+        }
         if elements:
             options["elements"] = elements
         return {"dropout": params["dropout"], "backbone": "attention",

@@ -141,8 +141,10 @@ def network_options(model: dict) -> dict:
         return {"ensemble": len(model["members"]), **network_options(model["members"][0])}
     if backbone_name(model) == "attention":
         fixed = ("backbone", "in_features", "out_features", "table_width", "task")
-        return {"backbone": "attention",
-                "backbone_options": {k: v for k, v in model.items() if k not in fixed}}
+        return {
+            "backbone": "attention",
+            "backbone_options": {k: v for k, v in model.items() if k not in fixed},
+        }
     return {"hidden": model["hidden"], "batch_norm": model["batch_norm"],
             "activation": model["activation"]}  # fmt: skip
 

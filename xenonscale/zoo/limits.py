@@ -194,8 +194,10 @@ def _check_attention(config: Mapping, limits: ZooLimits, field: str) -> tuple[in
             _width(f"{field}[{key!r}]", config.get(key), limits, "a width")
     head = config.get("head_hidden", [])
     layers = config.get("layers", 1)
-    if not isinstance(head, list | tuple) or not isinstance(layers, int) or isinstance(
-        layers, bool
+    if (
+        not isinstance(head, list | tuple)
+        or not isinstance(layers, int)
+        or isinstance(layers, bool)
     ):
         raise ZooError(f"{field}: head_hidden must be a list and layers an integer; export again")
     if len(head) + layers > limits.max_layers:
