@@ -15,6 +15,7 @@ import json
 import numpy as np
 import pandas as pd
 import pytest
+import torch
 from click.testing import CliRunner
 from sklearn.ensemble import RandomForestRegressor
 from sklearn.impute import SimpleImputer
@@ -228,6 +229,72 @@ def test_transfer_selects_sources_inside_the_training_fold(tmp_path):
     assert fold["details"]["method"] in ("baseline", "frozen+ridge:gap-toy@1")
     assert result.record["model"]["transfer_from"] == ["gap-toy@1"]
     _check_no_leak(tmp_path / "out", outer_folds(_target(STEELS), "regression"))
+
+
+def _toy_sources(tmp_path, names=("gap-toy",)) -> str:
+    """Untrained toy MLP sources whose cards say they learned Matbench mp_gap."""
+    fields = featurizer_fields(FeaturizerSpec.parse("composition", "classic", elements="xenonpy58"))
+    card = {**fields, "targets": ["target"],
+            "training_data": {"source": {"url": "/mirror/matbench_mp_gap.csv"}}}  # fmt: skip
+    with Zoo(tmp_path / "zoo") as zoo:
+        for seed, name in enumerate(names):
+            torch.manual_seed(seed)
+            model = PropertyModel.from_config(
+                {"in_features": len(fields["feature_labels"]), "out_features": 1, "hidden": [8]}
+            )
+            zoo.register(name, model, card)
+    return str(tmp_path / "zoo")
+
+
+def test_fine_tune_trains_each_source_on_the_training_fold_and_keeps_the_best(tmp_path):
+    """Per fold: every source fine-tuned on the training fold alone, the best by validation
+    score predicts the test fold: the same predictions as fine_tune called by hand."""
+    from xenonscale.transfer.finetune import fine_tune
+
+    zoo = _toy_sources(tmp_path, ("toy-a", "toy-b"))
+    result = run_benchmark(STEELS, transfer_from=["toy-a@1", "toy-b@1"], zoo=zoo, folds=[1],
+                           fine_tune="last", max_epochs=4, workers=1, output=tmp_path / "out",
+                           progress=False)  # fmt: skip
+    (fold,) = result.record["folds"]
+    assert fold["status"] == "ok", fold
+    ranking = fold["details"]["ranking"]
+    assert sorted(r["name"] for r in ranking) == ["toy-a@1", "toy-b@1"]
+    assert ranking[0]["val_score"] <= ranking[1]["val_score"]
+    assert fold["details"]["method"] == f"finetune[last]:{ranking[0]['name']}"
+    assert result.record["model"]["label"].startswith("fine-tune[last] from toy-a@1")
+    assert result.record["model"]["fine_tune"]["freeze"] == "last"
+    rows = _check_no_leak(tmp_path / "out", outer_folds(_target(STEELS), "regression"))
+    assert (rows["role"] == "val").sum() > 0  # early stopping used part of the training fold
+    # the independent reference: fine_tune by hand on the same training rows, same seed
+    frame = datasets.load(STEELS, download=False)
+    train, test = outer_folds(_target(STEELS), "regression")[1]
+    formulas = frame["formula"].astype(str).tolist()
+    # the fold trained with threads_per_fold torch threads: float sums (and so a few epochs'
+    # trajectories) depend on it, so the reference uses as many
+    torch.set_num_threads(result.record["model"]["threads_per_fold"])
+    with Zoo(zoo) as opened:
+        tuned = {
+            ref: fine_tune(opened.load(ref), [formulas[i] for i in train], _target(STEELS)[train],
+                           freeze="last", max_epochs=4, patience=20, lr=5e-4, seed=0)
+            for ref in ("toy-a@1", "toy-b@1")
+        }  # fmt: skip
+    best = min(tuned, key=lambda ref: tuned[ref].best_score_)
+    assert best == ranking[0]["name"]
+    expected = tuned[best].predict([formulas[i] for i in test])
+    np.testing.assert_allclose(result.predictions["prediction"], expected, rtol=1e-5)
+
+
+def test_fine_tune_needs_sources_and_no_learner(tmp_path):
+    argv = ["benchmark", STEELS, "--fine-tune", "none", "-o", str(tmp_path)]
+    result = CliRunner().invoke(cli, argv)
+    assert result.exit_code == 2
+    (line,) = result.output.strip().splitlines()
+    assert "--fine-tune none needs --transfer-from" in line
+    result = CliRunner().invoke(cli, [*argv, "--transfer-from", "x@1", "--learner", "gbm"])
+    assert result.exit_code == 2
+    assert "drop --learner" in result.output.strip().splitlines()[-1]
+    with pytest.raises(ConfigError, match="fine_tune='some': use one of"):
+        run_benchmark(STEELS, transfer_from=["x@1"], fine_tune="some", output=tmp_path)
 
 
 def test_folds_as_dask_tasks_equal_folds_one_after_another(tmp_path):

@@ -9,6 +9,8 @@ Examples
     xenonscale benchmark matbench_glass --model attention --workers 5 -o bench/glass
     xenonscale benchmark matbench_expt_gap --transfer-from mp-gap@1,mp-e-form@1 \\
         --learner gbm --features descriptors+prediction -o bench/gap-transfer
+    xenonscale benchmark matbench_expt_gap --transfer-from mp-gap-att@1 --fine-tune none \\
+        --max-epochs 150 -o bench/gap-fine-tune
     xenonscale benchmark matbench_steels_yield --outer-folds 0,1 --max-epochs 2 -o /tmp/quick
 """
 
@@ -19,7 +21,7 @@ import click
 from xenonscale.cli import options
 from xenonscale.cli.command import Command
 from xenonscale.cli.train import ACCELERATORS, MODEL_OPTION
-from xenonscale.cli.transfer import FEATURES_OPTION, LEARNERS, ModelRefs
+from xenonscale.cli.transfer import FEATURES_OPTION, FREEZE_MODES, LEARNERS, ModelRefs
 from xenonscale.cli.types import POSITIVE_INT, Choice, CommaList
 
 __all__ = ["benchmark"]
@@ -66,6 +68,15 @@ TASKS = Choice(
 )
 @FEATURES_OPTION
 @click.option(
+    "--fine-tune",
+    "fine_tune",
+    type=FREEZE_MODES,
+    default=None,
+    help="fine-tune the --transfer-from sources on each training fold instead of selecting "
+    "features for a learner: what stays frozen (none: every layer learns); the source with "
+    "the best validation score predicts the test fold",
+)
+@click.option(
     "--outer-folds",
     "folds",
     type=CommaList(Choice(("0", "1", "2", "3", "4"))),
@@ -105,6 +116,7 @@ def benchmark(
     storage_options,
     learner,
     features,
+    fine_tune,
     folds,
     max_epochs,
     n_estimators,
@@ -125,7 +137,9 @@ def benchmark(
     training fold only, and the test fold is predicted once. Folds run as
     parallel Dask tasks when there are workers. -o is the folder of
     benchmark.json (the record), predictions.parquet and fold_rows.parquet.
-    With --transfer-from, --learner defaults to ridge (logistic for a 0/1 task).
+    With --transfer-from, --learner defaults to ridge (logistic for a 0/1 task);
+    with --transfer-from and --fine-tune, each source network is trained further
+    on each training fold instead.
     Exit status 1 when a fold failed (it is reported, not dropped).
     """
     from xenonscale.errors import ConfigError
@@ -133,6 +147,15 @@ def benchmark(
 
     if rf_magpie and transfer_from:
         raise ConfigError("--rf-magpie and --transfer-from: choose one way to predict")
+    if fine_tune and not transfer_from:
+        raise ConfigError(
+            f"--fine-tune {fine_tune} needs --transfer-from REF,...: the zoo models to fine-tune"
+        )
+    if fine_tune and learner:
+        raise ConfigError(
+            f"--fine-tune {fine_tune} and --learner {learner}: fine-tuning trains the source "
+            "network itself; drop --learner"
+        )
     model = "rf-magpie" if rf_magpie else backbone
     zoo_location = None
     if transfer_from:
@@ -154,6 +177,7 @@ def benchmark(
             seed=seed,
             train_options={"accelerator": accelerator},
             baseline=baseline,
+            fine_tune=fine_tune,
             output=output,
             store=store,
             workers=workers,

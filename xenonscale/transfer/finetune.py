@@ -163,6 +163,11 @@ class FineTuned:
         Rows of the last :meth:`predict` that could not be featurized (NaN there).
     history_ : list of dict
         Per-epoch ``val_mae`` (``val_logloss`` for a classifier).
+    best_score_ : float
+        The best epoch's validation score (the lowest of :attr:`history_`).
+    rows_ : dict
+        ``{"train": positions, "val": positions}`` of the inputs it trained and
+        validated on (rows it could not use are in neither).
     task : str
         ``regression``, or ``classification`` (``predict`` gives probabilities of class 1).
     """
@@ -175,6 +180,7 @@ class FineTuned:
         targets: Sequence[str],
         fallback: np.ndarray,
         history: list[dict] | None = None,
+        rows: dict[str, np.ndarray] | None = None,
     ):
         self.model = model.eval()
         self.source = source
@@ -182,6 +188,10 @@ class FineTuned:
         self.targets = list(targets)
         self.fallback_ = np.asarray(fallback, np.float64)
         self.history_ = history or []
+        scores = [v for entry in self.history_ for k, v in entry.items() if k != "epoch"]
+        self.best_score_ = float(min(scores)) if scores else float("nan")
+        empty = np.zeros(0, np.int64)
+        self.rows_ = rows or {"train": empty, "val": empty}
         self.errors_ = errors_frame([])
         self.task = model.task
 
@@ -347,4 +357,5 @@ def fine_tune(
         model.load_state_dict(keep.state)
     for parameter in model.parameters():
         parameter.requires_grad_(True)
-    return FineTuned(model, source, freeze, targets, y_train.mean(axis=0), history)
+    rows = {"train": np.asarray(train, np.int64), "val": np.asarray(val, np.int64)}
+    return FineTuned(model, source, freeze, targets, y_train.mean(axis=0), history, rows)

@@ -529,7 +529,8 @@ class ShotgunResult:
     baseline_scores: dict = field(default_factory=dict)
 
 
-def _zoo_location(zoo) -> tuple[str, str]:
+def zoo_location(zoo) -> tuple[str, str]:
+    """``(catalog URL, artifacts URL)`` of an open :class:`Zoo` or a location (picklable)."""
     if isinstance(zoo, Zoo):
         return zoo.catalog.url, zoo.artifacts.root
 
@@ -614,7 +615,7 @@ def shotgun(
     key = RANK_BY[task]
     if top_k < 1:
         raise ConfigError(f"top_k={top_k!r}: use 1 (best source) or more (ensemble)")
-    catalog, artifacts = _zoo_location(zoo)
+    catalog, artifacts = zoo_location(zoo)
     with Zoo(catalog, artifacts=artifacts) as opened:
         refs = list(sources) if sources else compatible_sources(opened, kind)
     if not refs:

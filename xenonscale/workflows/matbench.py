@@ -44,6 +44,14 @@ Models (``model=``):
     :func:`~xenonscale.transfer.selection.shotgun` ranks the sources by an
     inner CV on the training fold only and refits the best on the training
     fold; no store is built (the sources featurize the formulas).
+``transfer_from=REFS, fine_tune=FREEZE``
+    Transfer by fine-tuning instead (:func:`~xenonscale.transfer.finetune.fine_tune`):
+    per fold, every source network is trained further on the training fold
+    (a new output layer; ``FREEZE`` = ``none`` trains every layer, ``last``
+    the last block and the head, ``all`` only the head; learning rate
+    :data:`FINE_TUNE_LR`, early stopping on a seeded 10 % of the training
+    fold), the source with the best validation score on that split predicts
+    the test fold. Folds run as parallel Dask tasks like the networks'.
 
 The dataset is featurized once into a FeatureStore (the engine, on Dask);
 each fold trains on its rows of that store
@@ -83,6 +91,7 @@ A random forest on Magpie features, two of the five folds of the 312 steels
 
 from __future__ import annotations
 
+import functools
 import inspect
 import json
 import os
@@ -107,7 +116,7 @@ from xenonscale.models.data import read_rows
 from xenonscale.models.networks import BACKBONES
 from xenonscale.models.training import train_model
 from xenonscale.store.layout import StoreLocation
-from xenonscale.transfer.selection import shotgun
+from xenonscale.transfer.selection import shotgun, zoo_location
 from xenonscale.versions import installed_versions
 from xenonscale.workflows.leaderboard import LEADERBOARD, ROLES, SOURCE
 from xenonscale.zoo import Zoo
@@ -121,6 +130,7 @@ __all__ = [
     "FoldJob",
     "MatbenchTask",
     "check_sources",
+    "fine_tune_fold",
     "fold_scores",
     "get_task",
     "outer_folds",
@@ -128,6 +138,11 @@ __all__ = [
     "run_fold",
     "store_spec",
 ]
+
+#: Fine-tuning's step size: half the networks' default, so pretrained weights move gently.
+FINE_TUNE_LR = 5e-4
+#: Epochs without a better validation score before fine-tuning stops.
+FINE_TUNE_PATIENCE = 20
 
 #: Matbench v0.1's outer split: ``random_state`` of its (Stratified)KFold, and its folds.
 MATBENCH_SEED = 18012019
@@ -465,6 +480,60 @@ def _transfer_fold(job: FoldJob, formulas, y, zoo, refs, options, client) -> dic
     }
 
 
+def fine_tune_fold(job: FoldJob, formulas, y, zoo: tuple[str, str], refs, freeze: str) -> dict:
+    """Fine-tune every source on ``job.train``, predict ``job.test`` with the best; a task.
+
+    The best source is the one with the lowest validation score (MAE, or
+    log-loss for a 0/1 task) on the fine-tuning's own split of the training
+    fold; the test fold is predicted once, by that model.
+    """
+    import torch
+
+    from xenonscale.transfer.finetune import fine_tune
+
+    started, threads = time.perf_counter(), torch.get_num_threads()
+    torch.set_num_threads(max(1, job.threads))  # in this process: restored afterwards
+    try:
+        tuned, ranking = {}, []
+        with Zoo(zoo[0], artifacts=zoo[1]) as opened:
+            sources = {ref: opened.load(ref) for ref in refs}
+        train_inputs, test_inputs = (
+            [formulas[i] for i in job.train],
+            [formulas[i] for i in job.test],
+        )
+        for ref, source in sources.items():
+            tuned[ref] = fine_tune(
+                source, train_inputs, y[job.train], freeze=freeze, max_epochs=job.max_epochs,
+                patience=FINE_TUNE_PATIENCE, lr=FINE_TUNE_LR, seed=job.seed, task=job.kind,
+            )  # fmt: skip
+            ranking.append(
+                {
+                    "name": ref,
+                    "val_score": tuned[ref].best_score_,
+                    "epochs": len(tuned[ref].history_),
+                }
+            )
+        ranking.sort(key=lambda r: r["val_score"])
+        best = tuned[ranking[0]["name"]]
+        predicted = np.asarray(best.predict(test_inputs), float).reshape(len(test_inputs))
+    finally:
+        torch.set_num_threads(threads)
+    fallback = ~np.isfinite(predicted)
+    predicted[fallback] = _fallback_value(y, job.train)
+    return {
+        "fold": job.fold,
+        "prediction": predicted,
+        "fallback": fallback,
+        "rows": {"train": job.train[best.rows_["train"]], "val": job.train[best.rows_["val"]]},
+        "seconds": round(time.perf_counter() - started, 2),
+        "details": {
+            "method": best.name,
+            "val_metric": "log_loss" if job.kind == "classification" else "mae",
+            "ranking": ranking,
+        },
+    }
+
+
 # ----------------------------------------------------------------------------- the result
 @dataclass
 class BenchmarkResult:
@@ -566,8 +635,21 @@ def format_table(record: dict) -> str:
 
 
 # ----------------------------------------------------------------------------- the benchmark
-def _label(model: str, transfer_from: Sequence[str] | None) -> str:
+def _label(model: str, transfer_from: Sequence[str] | None, fine_tune: str | None = None) -> str:
+    if transfer_from and fine_tune:
+        return f"fine-tune[{fine_tune}] from {','.join(transfer_from)}"
     return f"transfer from {','.join(transfer_from)}" if transfer_from else model
+
+
+def _check_fine_tune(fine_tune: str | None, transfer_from) -> None:
+    from xenonscale.transfer.finetune import FREEZE_MODES
+
+    if fine_tune is None:
+        return
+    if fine_tune not in FREEZE_MODES:
+        raise ConfigError(f"fine_tune={fine_tune!r}: use one of {', '.join(FREEZE_MODES)}")
+    if not transfer_from:
+        raise ConfigError(f"fine_tune={fine_tune!r} needs transfer_from: the sources to fine-tune")
 
 
 def _check_arguments(model, folds, max_epochs, n_estimators, transfer_from) -> list[int]:
@@ -637,6 +719,7 @@ def run_benchmark(
     train_options: dict | None = None,
     transfer_options: dict | None = None,
     baseline: bool = False,
+    fine_tune: str | None = None,
     output: str | os.PathLike | None = None,
     store: str | None = None,
     workers: int | None = None,
@@ -663,6 +746,9 @@ def run_benchmark(
         Epochs of a network; the seed of the models and the inner split (the
         outer split is always Matbench's); trees of the forest; more keyword
         arguments of :func:`~xenonscale.models.training.train_model`.
+    fine_tune
+        With ``transfer_from``: fine-tune the sources (``none``, ``last`` or
+        ``all``: what is frozen) instead of shotgun selection (module docstring).
     baseline
         Also run ``rf-magpie`` on the same folds in the same run (its record
         in ``OUTPUT/baseline``; its scores in this record and table).
@@ -676,11 +762,12 @@ def run_benchmark(
     """
     info = get_task(task)
     chosen = _check_arguments(model, folds, max_epochs, n_estimators, transfer_from)
+    _check_fine_tune(fine_tune, transfer_from)
     started, stamp = time.perf_counter(), datetime.now(UTC).isoformat(timespec="seconds")
     frame = datasets.load(info.name, download=False)
     formulas = frame["formula"].astype(str).tolist()
     y = pd.to_numeric(frame["target"], errors="coerce").to_numpy(np.float64)
-    label = _label(model, transfer_from)
+    label = _label(model, transfer_from, fine_tune)
     output = Path(output or Path("benchmarks") / f"{info.name}-{label.split()[0]}")
     output.mkdir(parents=True, exist_ok=True)
     splits = outer_folds(y, info.kind)
@@ -705,7 +792,17 @@ def run_benchmark(
                     dict(train_options or {}))
             for k in chosen
         ]  # fmt: skip
-        if transfer_from:
+        if transfer_from and fine_tune:
+            runner = functools.partial(
+                fine_tune_fold, formulas=formulas, y=y, zoo=zoo_location(zoo),
+                refs=list(transfer_from), freeze=fine_tune,
+            )  # fmt: skip
+            if fold_client is None:
+                for job in jobs:
+                    _run_local(job, results, errors, progress, runner)
+            else:
+                _run_dask(jobs, fold_client, results, errors, progress, runner)
+        elif transfer_from:
             for job in jobs:
                 _run_local(
                     job,
@@ -728,6 +825,8 @@ def run_benchmark(
         info, label, model, transfer_from, chosen, splits, results, errors, y, formulas,
         dict(seed=seed, max_epochs=max_epochs, n_estimators=n_estimators,
              train_options=train_options or {}, transfer_options=transfer_options or {},
+             fine_tune=fine_tune and {"freeze": fine_tune, "lr": FINE_TUNE_LR,
+                                      "patience": FINE_TUNE_PATIENCE},
              featurizer=asdict(spec) if spec is not None else None, store=store,
              sources={ref: (c.get("training_data") or {}).get("source") for ref, c in
                       cards.items()}),
@@ -777,13 +876,13 @@ def _run_local(job, results, errors, progress, runner) -> None:
         _say(progress, f"fold {job.fold}: FAILED: {errors[job.fold]}")
 
 
-def _run_dask(jobs, client, results, errors, progress) -> None:
+def _run_dask(jobs, client, results, errors, progress, runner=run_fold) -> None:
     from distributed import as_completed
 
     call = uuid.uuid4().hex[:8]
     futures = {
         client.submit(
-            run_fold, job, key=f"benchmark-{job.task}-fold{job.fold}-{call}", pure=False
+            runner, job, key=f"benchmark-{job.task}-fold{job.fold}-{call}", pure=False
         ): job.fold
         for job in jobs
     }
