@@ -116,6 +116,7 @@ from xenonscale.models.data import read_rows
 from xenonscale.models.networks import BACKBONES
 from xenonscale.models.training import train_model
 from xenonscale.store.layout import StoreLocation
+from xenonscale.transfer import finetune
 from xenonscale.transfer.selection import shotgun, zoo_location
 from xenonscale.versions import installed_versions
 from xenonscale.workflows.leaderboard import LEADERBOARD, ROLES, SOURCE
@@ -489,8 +490,6 @@ def fine_tune_fold(job: FoldJob, formulas, y, zoo: tuple[str, str], refs, freeze
     """
     import torch
 
-    from xenonscale.transfer.finetune import fine_tune
-
     started, threads = time.perf_counter(), torch.get_num_threads()
     torch.set_num_threads(max(1, job.threads))  # in this process: restored afterwards
     try:
@@ -502,7 +501,7 @@ def fine_tune_fold(job: FoldJob, formulas, y, zoo: tuple[str, str], refs, freeze
             [formulas[i] for i in job.test],
         )
         for ref, source in sources.items():
-            tuned[ref] = fine_tune(
+            tuned[ref] = finetune.fine_tune(
                 source, train_inputs, y[job.train], freeze=freeze, max_epochs=job.max_epochs,
                 patience=FINE_TUNE_PATIENCE, lr=FINE_TUNE_LR, seed=job.seed, task=job.kind,
             )  # fmt: skip
@@ -642,12 +641,11 @@ def _label(model: str, transfer_from: Sequence[str] | None, fine_tune: str | Non
 
 
 def _check_fine_tune(fine_tune: str | None, transfer_from) -> None:
-    from xenonscale.transfer.finetune import FREEZE_MODES
-
     if fine_tune is None:
         return
-    if fine_tune not in FREEZE_MODES:
-        raise ConfigError(f"fine_tune={fine_tune!r}: use one of {', '.join(FREEZE_MODES)}")
+    if fine_tune not in finetune.FREEZE_MODES:
+        modes = ", ".join(finetune.FREEZE_MODES)
+        raise ConfigError(f"fine_tune={fine_tune!r}: use one of {modes}")
     if not transfer_from:
         raise ConfigError(f"fine_tune={fine_tune!r} needs transfer_from: the sources to fine-tune")
 
