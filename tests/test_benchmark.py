@@ -231,6 +231,24 @@ def test_transfer_selects_sources_inside_the_training_fold(tmp_path):
     _check_no_leak(tmp_path / "out", outer_folds(_target(STEELS), "regression"))
 
 
+def test_transfer_on_a_classification_task_ranks_by_log_loss(tmp_path):
+    """Shotgun transfer on a 0/1 task: sources ranked by inner-CV log-loss, probabilities out."""
+    name = "matbench_expt_is_metal"
+    zoo = _toy_sources(tmp_path)
+    result = run_benchmark(name, transfer_from=["gap-toy@1"], zoo=zoo, folds=[0], workers=1,
+                           output=tmp_path / "out", progress=False)  # fmt: skip
+    (fold,) = result.record["folds"]
+    assert fold["status"] == "ok", fold
+    details = fold["details"]
+    assert details["inner_cv_metric"] == "log_loss"
+    assert np.isfinite(details["inner_cv_score"]) and details["inner_cv_score"] > 0
+    assert [set(r) for r in details["ranking"]] == [{"name", "cv_log_loss"}]
+    predictions = pd.read_parquet(tmp_path / "out" / "predictions.parquet")
+    assert ((predictions["prediction"] >= 0) & (predictions["prediction"] <= 1)).all()
+    auc = roc_auc_score(predictions["target"].astype(int), predictions["prediction"])
+    assert fold["scores"]["rocauc"] == pytest.approx(auc)
+
+
 def _toy_sources(tmp_path, names=("gap-toy",)) -> str:
     """Untrained toy MLP sources whose cards say they learned Matbench mp_gap."""
     fields = featurizer_fields(FeaturizerSpec.parse("composition", "classic", elements="xenonpy58"))

@@ -474,9 +474,13 @@ def _transfer_fold(job: FoldJob, formulas, y, zoo, refs, options, client) -> dic
         "rows": {"train": job.train, "val": np.zeros(0, np.int64)},
         "details": {
             "method": selected.method,
-            "inner_cv_mae": selected.mae,
-            "inner_baseline_cv_mae": selected.baseline_mae,
-            "ranking": [{"name": r["name"], "cv_mae": r["cv_mae"]} for r in selected.ranking],
+            "inner_cv_metric": selected.metric,
+            "inner_cv_score": selected.score,
+            "inner_baseline_cv_score": selected.baseline_score,
+            "ranking": [
+                {"name": r["name"], f"cv_{selected.metric}": r[f"cv_{selected.metric}"]}
+                for r in selected.ranking
+            ],
         },
     }
 
