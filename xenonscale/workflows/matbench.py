@@ -465,13 +465,8 @@ def _transfer_fold(job: FoldJob, formulas, y, zoo, refs, options, client) -> dic
         client=client, **kwargs,
     )  # fmt: skip
     predicted = np.asarray(selected.predictor.predict([formulas[i] for i in job.test]), float)
-    fallback = ~np.isfinite(predicted)
-    predicted[fallback] = _fallback_value(y, job.train)
-    return {
-        "fold": job.fold,
-        "prediction": predicted,
-        "fallback": fallback,
-        "rows": {"train": job.train, "val": np.zeros(0, np.int64)},
+    rows = {"train": job.train, "val": np.zeros(0, np.int64)}
+    return _fold_result(job, y, predicted, rows) | {
         "details": {
             "method": selected.method,
             "inner_cv_metric": selected.metric,
@@ -483,6 +478,13 @@ def _transfer_fold(job: FoldJob, formulas, y, zoo, refs, options, client) -> dic
             ],
         },
     }
+
+
+def _fold_result(job: FoldJob, y, predicted: np.ndarray, rows: dict) -> dict:
+    """A transfer fold's outcome: non-finite predictions replaced by the training-fold fallback."""
+    fallback = ~np.isfinite(predicted)
+    predicted[fallback] = _fallback_value(y, job.train)
+    return {"fold": job.fold, "prediction": predicted, "fallback": fallback, "rows": rows}
 
 
 def fine_tune_fold(job: FoldJob, formulas, y, zoo: tuple[str, str], refs, freeze: str) -> dict:
@@ -521,13 +523,8 @@ def fine_tune_fold(job: FoldJob, formulas, y, zoo: tuple[str, str], refs, freeze
         predicted = np.asarray(best.predict(test_inputs), float).reshape(len(test_inputs))
     finally:
         torch.set_num_threads(threads)
-    fallback = ~np.isfinite(predicted)
-    predicted[fallback] = _fallback_value(y, job.train)
-    return {
-        "fold": job.fold,
-        "prediction": predicted,
-        "fallback": fallback,
-        "rows": {"train": job.train[best.rows_["train"]], "val": job.train[best.rows_["val"]]},
+    rows = {"train": job.train[best.rows_["train"]], "val": job.train[best.rows_["val"]]}
+    return _fold_result(job, y, predicted, rows) | {
         "seconds": round(time.perf_counter() - started, 2),
         "details": {
             "method": best.name,
