@@ -37,12 +37,14 @@ PRUNERS = Choice(("median", "hyperband", "none"), library="xenonscale.models.tun
 LR_SCHEDULES = Choice(["plateau", "cosine", "none"])
 ACCELERATORS = Choice(["auto", "cpu", "gpu", "cuda", "mps"])
 STRATEGIES = Choice(["auto", "ddp", "ddp_spawn"])
-BACKBONES = Choice(("mlp", "attention"), library="xenonscale.models.training:BACKBONE_INPUTS")
+BACKBONES = Choice(("mlp", "attention", "cgcnn", "megnet"),
+                   library="xenonscale.models.training:BACKBONE_INPUTS")  # fmt: skip
 
 
 MODEL_OPTION = click.option(
     "--model", "backbone", type=BACKBONES, default="mlp", show_default=True,
-    help="network: mlp on the store's features, attention over the elements of each composition",
+    help="network: mlp on the store's features, attention over the elements of each "
+    "composition, cgcnn or megnet on a crystal-graph store (--featurizers graph)",
 )  # fmt: skip
 ELEMENTS_OPTION = click.option(
     "--elements", type=ELEMENTS, default=None, help="element table preset"
@@ -59,7 +61,10 @@ def backbone_arguments(command: Callable) -> Callable:
         click.option("--heads", type=POSITIVE_INT, default=None,
                      help="attention: heads per layer [default: 4]"),
         click.option("--layers", type=POSITIVE_INT, default=None,
-                     help="attention: self-attention layers [default: 3]"),
+                     help="attention: self-attention layers; cgcnn/megnet: convolutions or "
+                     "blocks [default: 3]"),
+        click.option("--width", type=POSITIVE_INT, default=None,
+                     help="cgcnn/megnet: width of the atom vectors [default: 64]"),
     ]  # fmt: skip
     for decorator in reversed(decorators):
         command = decorator(command)
@@ -67,17 +72,22 @@ def backbone_arguments(command: Callable) -> Callable:
 
 
 def _backbone_options(params: dict) -> dict | None:
-    """``backbone_options`` of train_model from the attention flags (None for the MLP)."""
+    """``backbone_options`` of train_model from the network flags (None for the MLP)."""
     chosen = {
         "elements": params.pop("elements"),
         "d_model": params.pop("d_model"),
         "heads": params.pop("heads"),
         "layers": params.pop("layers"),
+        "width": params.pop("width"),
     }
+    applies = {"mlp": (), "attention": ("elements", "d_model", "heads", "layers"),
+               "cgcnn": ("elements", "layers", "width")}  # fmt: skip
+    allowed = applies.get(params["backbone"], applies["cgcnn"])
+    given = [k for k, v in chosen.items() if v is not None and k not in allowed]
+    if given:
+        flags = ", ".join(f"--{k.replace('_', '-')}" for k in given)
+        raise click.UsageError(f"{flags} do(es) not apply to --model {params['backbone']}")
     if params["backbone"] == "mlp":
-        given = [f"--{k.replace('_', '-')}" for k, v in chosen.items() if v is not None]
-        if given:
-            raise click.UsageError(f"{', '.join(given)} apply to --model attention only")
         return None
     return {k: (v.lower() if k == "elements" else v) for k, v in chosen.items() if v is not None}
 
@@ -93,6 +103,7 @@ _DATA_OPTIONS = (
     "group_by",
     "outliers",
     "outlier_z",
+    "atom_budget",
 )
 
 
@@ -117,6 +128,9 @@ def data_arguments(command: Callable) -> Callable:
                      help="rows with a robust z-score over --outlier-z"),
         click.option("--outlier-z", type=click.FloatRange(min=0, min_open=True), default=10.0,
                      show_default=True, help="robust z-score bound of --outliers"),
+        click.option("--atom-budget", type=POSITIVE_INT, default=None,
+                     help="cgcnn/megnet: close a batch before its crystals pass this many "
+                     "atoms (else --batch-size crystals)"),
         options.seed(default=0, show_default=True),
     ]  # fmt: skip
     for decorator in reversed(decorators):

@@ -288,10 +288,15 @@ class PropertyModel(PortableModel):
         return list(self.backbone.blocks), self.backbone.head, "backbone.head."
 
 
-def predict_array(model: PropertyModel, x, batch_size: int = 65_536):
-    """Predictions ``float32[n, targets]`` in target units for features ``x`` (eval, no grad)."""
+def predict_array(model: PropertyModel, x, batch_size: int | None = None):
+    """Predictions ``float32[n, targets]`` in target units for features ``x`` (eval, no grad).
+
+    Rows go through in batches of ``batch_size`` (default: the model's
+    ``predict_batch_rows``, else 65,536: graph models take fewer at a time).
+    """
     import numpy as np
 
+    batch_size = batch_size or getattr(model, "predict_batch_rows", 65_536)
     model.eval()
     out = np.empty((len(x), model.config["out_features"]), dtype=np.float32)
     with torch.inference_mode():

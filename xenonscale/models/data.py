@@ -45,6 +45,7 @@ OUTLIER_RULES = ("keep", "drop", "clip")
 INPUTS = {
     "features": ("features",),
     "composition": ("composition_element", "composition_fraction"),
+    "graph": ("features",),  # the rows of the 'graph' structure featurizer, as written
 }
 
 
@@ -115,6 +116,10 @@ class StoreDataModule(L.LightningDataModule):
     split_seed
         Seed of the split alone (default ``seed``, which also shuffles the
         batches): ensemble members share one split and shuffle differently.
+    atom_budget
+        Graph inputs only: a batch closes when its crystals would hold more
+        than this many atoms (or at ``batch_size`` crystals), so a batch of
+        large cells costs what a batch of small ones does. Served from memory.
     """
 
     def __init__(
@@ -137,6 +142,7 @@ class StoreDataModule(L.LightningDataModule):
         candidate_rows: Sequence[int] | None = None,
         inputs: str = "features",
         split_seed: int | None = None,
+        atom_budget: int | None = None,
     ):
         super().__init__()
         if inputs not in INPUTS:
@@ -164,6 +170,11 @@ class StoreDataModule(L.LightningDataModule):
             None if candidate_rows is None else np.unique(np.asarray(candidate_rows, np.int64))
         )
         self.inputs = inputs
+        if atom_budget is not None and (inputs != "graph" or int(atom_budget) < 1):
+            raise ConfigError(
+                f"atom_budget={atom_budget!r}: a positive atom count, for graph inputs only"
+            )
+        self.atom_budget = None if atom_budget is None else int(atom_budget)
         self._ready = False
 
     # ------------------------------------------------------------------ setup
@@ -177,7 +188,7 @@ class StoreDataModule(L.LightningDataModule):
             raise ConfigError(f"--target {missing[0]!r} is not in {self.store!r}; it has {names}")
         _check_inputs(group, self.store, self.inputs)
         first = group[INPUTS[self.inputs][0]]
-        if self.inputs == "features":
+        if self.inputs != "composition":
             self.labels = [str(v) for v in group["feature"][:].tolist()]
         else:
             slots = int(first.shape[1])
@@ -233,7 +244,7 @@ class StoreDataModule(L.LightningDataModule):
         self.target_std = self.y[rows["train"]].std(axis=0)
         if self.inputs == "features":
             self.feature_mean, self.feature_std = self._feature_stats(first, rows["train"])
-        else:  # atomic numbers and fractions are not standardized
+        else:  # atomic numbers, fractions and graphs are not standardized
             self.feature_mean = np.zeros(self.n_features, np.float32)
             self.feature_std = np.ones(self.n_features, np.float32)
         selected = sum(len(r) for r in rows.values()) * self.n_features * 4
@@ -281,9 +292,14 @@ class StoreDataModule(L.LightningDataModule):
     # ------------------------------------------------------------ dataloaders
     def _loader(self, name: str, shuffle: bool) -> DataLoader:
         self.setup()
-        if self.in_memory:
+        if self.in_memory or self.atom_budget:
             x, y = self._features(name), self.y[self.rows[name]]
-            arrays = ArrayStream(x, y, batch_size=self.batch_size, shuffle=shuffle, seed=self.seed)
+            sizes = None
+            if self.atom_budget:  # the graph rows start with one Z per atom slot (0 = empty)
+                slots = sum(label.startswith("z:") for label in self.labels)
+                sizes = (np.nan_to_num(x[:, :slots]) > 0).sum(axis=1)
+            arrays = ArrayStream(x, y, batch_size=self.batch_size, shuffle=shuffle, seed=self.seed,
+                                 sizes=sizes, size_budget=self.atom_budget)  # fmt: skip
             return DataLoader(arrays, batch_size=None)
         stream = ChunkStream(
             self.store,
@@ -326,13 +342,36 @@ class ArrayStream(IterableDataset):
     Each epoch draws a new seeded permutation; under DDP process ``r`` takes
     every ``world``-th row of it, so all processes yield the same number of
     batches. Without shuffling (validation) rows come in order.
+
+    With ``sizes`` (atoms per row) and ``size_budget``, a batch closes before
+    its rows' sizes would pass the budget (or at ``batch_size`` rows; a row
+    larger than the budget is a batch of its own). Every process cuts the
+    same permutation into the same batches and takes every ``world``-th
+    batch, the count rounded down to a multiple of ``world``.
     """
 
     def __init__(self, x: np.ndarray, y: np.ndarray, *, batch_size: int, shuffle: bool,
-                 seed: int = 0):  # fmt: skip
+                 seed: int = 0, sizes: np.ndarray | None = None,
+                 size_budget: int | None = None):  # fmt: skip
         self.x, self.y = x, np.asarray(y, dtype=np.float32)
         self.batch_size, self.shuffle, self.seed = batch_size, shuffle, seed
+        self.sizes = None if sizes is None else np.asarray(sizes, dtype=np.int64)
+        self.size_budget = size_budget
         self.epoch = 0
+
+    def _budget_batches(self, order: np.ndarray) -> list[np.ndarray]:
+        """``order`` cut into consecutive batches under the size budget."""
+        sizes = self.sizes[order]
+        batches, start, total = [], 0, 0
+        for i, size in enumerate(sizes.tolist()):
+            full = i - start >= self.batch_size or total + size > self.size_budget
+            if i > start and full:
+                batches.append(order[start:i])
+                start, total = i, 0
+            total += size
+        if start < len(order):
+            batches.append(order[start:])
+        return batches
 
     def __iter__(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
         rank, world = _world()
@@ -343,6 +382,14 @@ class ArrayStream(IterableDataset):
         else:
             order = np.arange(n)
         self.epoch += 1
+        if self.sizes is not None and self.size_budget:
+            batches = self._budget_batches(order)
+            if world > 1 and self.shuffle:
+                batches = batches[: len(batches) - len(batches) % world]
+            for index in batches[rank::world]:
+                index = np.sort(index)
+                yield torch.from_numpy(self.x[index]), torch.from_numpy(self.y[index])
+            return
         mine = order[rank::world]
         for lo in range(0, len(mine), self.batch_size):
             index = np.sort(mine[lo : lo + self.batch_size])

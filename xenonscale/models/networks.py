@@ -24,12 +24,14 @@ from xenonscale.errors import ConfigError
 from xenonscale.models.attention import AttentionModel
 from xenonscale.models.backbones import PropertyModel
 from xenonscale.models.ensemble import EnsembleModel
+from xenonscale.models.graphs import GRAPH_BACKBONES, GraphModel
 
 __all__ = ["BACKBONES", "backbone_name", "build_model", "is_property_model"]
 
 #: Backbone name → class with a ``from_config`` constructor.
 BACKBONES: dict[str, type[nn.Module]] = {"mlp": PropertyModel, "attention": AttentionModel}
 BACKBONES["ensemble"] = EnsembleModel  # members built by build_model (models/ensemble.py)
+BACKBONES.update(dict.fromkeys(GRAPH_BACKBONES, GraphModel))  # crystal graphs (models/graphs.py)
 
 
 def backbone_name(config: dict) -> str:

@@ -59,9 +59,12 @@ import torch
 from safetensors.torch import load_file, save_file
 
 from xenonscale.errors import ConfigError
+from xenonscale.featurize.registry import FeaturizerSpec
+from xenonscale.featurize.structures.graph import CrystalGraph
 from xenonscale.models.attention import SLOTS, attention_config
 from xenonscale.models.backbones import PortableModel, mlp_config, predict_array
 from xenonscale.models.data import StoreDataModule
+from xenonscale.models.graphs import GRAPH_BACKBONES, graph_config
 from xenonscale.models.metrics import classification_metrics, regression_metrics
 from xenonscale.models.module import PropertyModule, property_module
 from xenonscale.models.networks import build_model
@@ -82,6 +85,28 @@ __all__ = [
 WEIGHTS = "weights.safetensors"
 #: What each backbone reads from the store (:data:`xenonscale.models.data.INPUTS`).
 BACKBONE_INPUTS = {"mlp": "features", "attention": "composition"}
+BACKBONE_INPUTS.update(dict.fromkeys(GRAPH_BACKBONES, "graph"))
+
+
+def graph_layout(store_featurizer: dict | None, store: str = "the store") -> dict:
+    """``atoms``, ``neighbors``, ``cutoff`` of a store built by the ``graph`` featurizer alone.
+
+    >>> graph_layout({"kind": "structure", "names": ["graph:cutoff=6"]})
+    {'cutoff': 6.0, 'neighbors': 12, 'atoms': 64}
+    """
+    names = list((store_featurizer or {}).get("names") or [])
+    if (store_featurizer or {}).get("kind") != "structure" or len(names) != 1:
+        raise ConfigError(
+            f"{store} was featurized with {names or 'nothing'}: a graph model reads a store "
+            "featurized with --kind structure --featurizers graph (alone)"
+        )
+    featurizer = FeaturizerSpec.parse("structure", names).build()
+    if not isinstance(featurizer, CrystalGraph):
+        raise ConfigError(
+            f"{store} holds {names[0]!r} features: a graph model reads a store featurized "
+            "with --kind structure --featurizers graph"
+        )
+    return featurizer.options
 
 
 def slots_featurizer(store_featurizer: dict | None) -> dict:
@@ -210,7 +235,9 @@ def train_model(
     ``batch_norm``, ``activation`` and ``dropout`` shape it) or ``"attention"``
     (on each row's composition, :mod:`xenonscale.models.attention`; its
     options, e.g. ``{"elements": "mat2vec", "d_model": 128}``, go in
-    ``backbone_options``, ``dropout`` applies too).
+    ``backbone_options``, ``dropout`` applies too) or ``"cgcnn"`` / ``"megnet"``
+    (on a store of the ``graph`` structure featurizer,
+    :mod:`xenonscale.models.graphs`; ``{"width": 64, "layers": 3}`` ...).
     ``max_minutes`` stops training after that wall time (the best epoch so
     far is kept), whatever ``max_epochs`` says.
     ``task`` is ``"regression"``, ``"classification"`` (0/1 targets; BCE,
@@ -248,6 +275,10 @@ def train_model(
         config = attention_config(
             2 * SLOTS, len(target_names), **({"dropout": dropout} | (backbone_options or {}))
         )
+    elif backbone in GRAPH_BACKBONES:
+        layout = graph_layout(data.store_attrs.get("featurizer"), repr(data.store))
+        config = graph_config(backbone, layout, len(target_names),
+                              **({"dropout": dropout} | (backbone_options or {})))  # fmt: skip
     else:
         config = mlp_config(
             data.n_features,
@@ -367,6 +398,7 @@ def _card(data, config, targets, units, metrics, history, seconds, locals_) -> d
             "outliers": data.outliers,
             "outlier_z": data.outlier_z,
             "outlier_bounds": [np.asarray(b).tolist() for b in data.bounds],
+            "atom_budget": data.atom_budget,
             "counts": data.counts,
         },
         "metrics": metrics,

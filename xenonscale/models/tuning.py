@@ -33,6 +33,7 @@ from pathlib import Path
 from xenonscale.cluster import close_client, get_client
 from xenonscale.errors import ConfigError
 from xenonscale.models.data import StoreDataModule
+from xenonscale.models.graphs import GRAPH_BACKBONES
 from xenonscale.models.tasks import monitor_metric, resolve_task, store_targets
 from xenonscale.models.training import BACKBONE_INPUTS, train_model
 
@@ -49,7 +50,17 @@ PRUNERS = ("median", "hyperband", "none")
 
 
 def suggest(trial, backbone: str = "mlp") -> dict:
-    """The search space over architecture and optimizer of ``backbone`` (mlp or attention)."""
+    """The search space over architecture and optimizer of ``backbone`` (mlp, attention, graphs)."""
+    if backbone in GRAPH_BACKBONES:
+        return {
+            "width": trial.suggest_categorical("width", [32, 64, 128]),
+            "layers": trial.suggest_int("layers", 2, 5),
+            "head_width": trial.suggest_int("head_width", 32, 256, log=True),
+            "dropout": trial.suggest_float("dropout", 0.0, 0.3),
+            "lr": trial.suggest_float("lr", 3e-4, 5e-3, log=True),
+            "weight_decay": trial.suggest_float("weight_decay", 1e-7, 1e-3, log=True),
+            "batch_size": trial.suggest_categorical("batch_size", [32, 64, 128]),
+        }
     if backbone == "attention":
         return {
             "d_model": trial.suggest_categorical("d_model", [32, 64, 128]),
@@ -92,6 +103,12 @@ def network_from_params(params: dict, backbone: str = "mlp", elements: str | Non
     ...                      "dropout": 0.0}, "attention")["backbone_options"]["head_hidden"]
     [64, 32]
     """
+    if backbone in GRAPH_BACKBONES:
+        options = {"width": int(params["width"]), "layers": int(params["layers"]),
+                   "head_hidden": [int(params["head_width"])]}  # fmt: skip
+        if elements:
+            options["elements"] = elements
+        return {"dropout": params["dropout"], "backbone": backbone, "backbone_options": options}
     if backbone == "attention":
         width = int(params["head_width"])
         options = {

@@ -45,6 +45,7 @@ __all__ = ["FrozenFeaturizer", "frozen_family", "hidden_activations"]
 def hidden_activations(model, x: np.ndarray, blocks: Sequence[int],
                        batch_rows: int = 65_536) -> np.ndarray:  # fmt: skip
     """The outputs of hidden ``blocks`` of a PropertyModel for float32 ``x``, side by side."""
+    batch_rows = min(batch_rows, getattr(model, "predict_batch_rows", batch_rows))
     model.eval()
     widths = [model.hidden_widths[b] for b in blocks]
     out = np.empty((len(x), sum(widths)), dtype=np.float32)

@@ -60,6 +60,7 @@ import zarr
 from xenonscale.engine.bookkeeping import JobLock
 from xenonscale.errors import StoreError
 from xenonscale.models.backbones import predict_array
+from xenonscale.models.graphs import GRAPH_BACKBONES
 from xenonscale.models.metrics import classification_metrics, regression_metrics
 from xenonscale.models.networks import backbone_name
 from xenonscale.models.training import store_fingerprint
@@ -71,7 +72,8 @@ __all__ = ["network_options", "retrain", "staleness"]
 
 _TRAIN_KEYS = ("loss", "lr", "weight_decay", "scheduler", "batch_size", "max_epochs", "patience",
                "seed", "dropout")  # fmt: skip
-_SPLIT_KEYS = ("val_fraction", "test_fraction", "folds", "fold", "outliers", "outlier_z")
+_SPLIT_KEYS = ("val_fraction", "test_fraction", "folds", "fold", "outliers", "outlier_z",
+               "atom_budget")  # fmt: skip
 
 
 def staleness(card: dict, *, max_age_days: float | None, now: dt.datetime | None = None) -> str:
@@ -126,7 +128,7 @@ def retrain(
 
 
 def network_options(model: dict) -> dict:
-    """The train_model arguments that rebuild a card's network (MLP, attention or ensemble).
+    """The train_model arguments that rebuild a card's network (MLP, attention, graph, ensemble).
 
     >>> network_options({"hidden": [8], "batch_norm": True, "activation": "relu"})
     {'hidden': [8], 'batch_norm': True, 'activation': 'relu'}
@@ -139,10 +141,12 @@ def network_options(model: dict) -> dict:
     """
     if backbone_name(model) == "ensemble":  # as many members, each like the first
         return {"ensemble": len(model["members"]), **network_options(model["members"][0])}
-    if backbone_name(model) == "attention":
-        fixed = ("backbone", "in_features", "out_features", "table_width", "task")
+    if backbone_name(model) in ("attention", *GRAPH_BACKBONES):
+        # the graph layout comes from the store again, the element table from its name
+        fixed = ("backbone", "in_features", "out_features", "table_width", "task",
+                 "atoms", "neighbors", "cutoff")  # fmt: skip
         return {
-            "backbone": "attention",
+            "backbone": backbone_name(model),
             "backbone_options": {k: v for k, v in model.items() if k not in fixed},
         }
     return {"hidden": model["hidden"], "batch_norm": model["batch_norm"],

@@ -33,6 +33,7 @@ from typing import Any
 from xenonscale.errors import ConfigError, ZooError
 from xenonscale.models.attention import attention_size
 from xenonscale.models.backbones import ACTIVATIONS, TASKS, model_size
+from xenonscale.models.graphs import GRAPH_BACKBONES, graph_size
 
 __all__ = ["ZooLimits", "check_model_config", "weights_bound"]
 
@@ -140,6 +141,8 @@ def check_model_config(
         return _check_ensemble(config, limits, field)
     if config.get("backbone") == "attention":
         return _check_attention(config, limits, field)
+    if config.get("backbone") in GRAPH_BACKBONES:
+        return _check_graph(config, limits, field)
     unknown = sorted(str(key) for key in set(config) - set(_MODEL_KEYS))
     if unknown:
         raise ZooError(
@@ -210,6 +213,33 @@ def _check_attention(config: Mapping, limits: ZooLimits, field: str) -> tuple[in
         raise ZooError(f"{field}: {exc}; export the model again") from exc
     if parameters > limits.max_parameters:
         raise limits.refuse(f"{field} (attention parameters)", parameters, "max_parameters",
+                            "the card asks for an absurd model")  # fmt: skip
+    return parameters, elements
+
+
+def _check_graph(config: Mapping, limits: ZooLimits, field: str) -> tuple[int, int]:
+    """A crystal-graph model's config (models/graphs.py): widths and depth, then sizes."""
+    for key in ("width", "gaussians", "table_width", "atoms", "neighbors"):
+        if config.get(key) is not None:
+            _width(f"{field}[{key!r}]", config.get(key), limits, "a width")
+    head = config.get("head_hidden", [])
+    layers = config.get("layers", 1)
+    if (
+        not isinstance(head, list | tuple)
+        or not isinstance(layers, int)
+        or isinstance(layers, bool)
+    ):
+        raise ZooError(f"{field}: head_hidden must be a list and layers an integer; export again")
+    if len(head) + layers > limits.max_layers:
+        raise limits.refuse(f"{field} (layers)", len(head) + layers, "max_layers")
+    for index, width in enumerate(head):
+        _width(f"{field}['head_hidden'][{index}]", width, limits, "a layer width")
+    try:
+        parameters, elements = graph_size(dict(config))
+    except (ConfigError, TypeError, ValueError, KeyError) as exc:
+        raise ZooError(f"{field}: {exc}; export the model again") from exc
+    if parameters > limits.max_parameters:
+        raise limits.refuse(f"{field} (graph parameters)", parameters, "max_parameters",
                             "the card asks for an absurd model")  # fmt: skip
     return parameters, elements
 

@@ -107,9 +107,10 @@ class ZooModel:
                 f"features of shape {x.shape}: {self.ref} needs a 2-D array with {width} "
                 "columns (one row per sample)"
             )
+        rows = min(self.batch_rows, getattr(self.model, "predict_batch_rows", self.batch_rows))
         if return_std:
-            return predict_array_with_std(self.model, x, self.batch_rows)
-        return predict_array(self.model, x, self.batch_rows)
+            return predict_array_with_std(self.model, x, rows)
+        return predict_array(self.model, x, rows)
 
     @property
     def featurizer(self):

@@ -17,6 +17,11 @@ StructureComposition         ``composition`` XenonPy's ``classic`` poolings of t
                              ``all``,        ``all``/``pooling`` as for compositions,
                              ``pooling``,    ``magpie``: matminer's Magpie statistics
                              ``magpie``)
+CrystalGraph                 ``graph``      atoms and nearest neighbours within a cutoff
+                             (``graph:``    (64 × (1 + 5 × 12) = 3,904 by default; the
+                             ``cutoff=R/``  input of graph networks,
+                             ``neighbors=K/`` :mod:`~xenonscale.featurize.structures.graph`)
+                             ``atoms=A``)
 ===========================  =============  =========================================
 
 pymatgen, scipy's qhull and spglib load lazily, inside the featurizers, so
@@ -34,14 +39,16 @@ Examples
 from __future__ import annotations
 
 from xenonscale.featurize.compositions import Compositions, ElementStatistics
-from xenonscale.featurize.registry import register_featurizer
+from xenonscale.featurize.registry import register_family, register_featurizer
 from xenonscale.featurize.structures.compositions import StructureComposition
+from xenonscale.featurize.structures.graph import CrystalGraph, parse_graph_options
 from xenonscale.featurize.structures.ofm import OrbitalFieldMatrix
 from xenonscale.featurize.structures.parse import StructureBatch, parse_structures
 from xenonscale.featurize.structures.properties import StructureProperties
 from xenonscale.featurize.structures.rdf import RadialDistributionFunction
 
 __all__ = [
+    "CrystalGraph",
     "OrbitalFieldMatrix",
     "RadialDistributionFunction",
     "StructureBatch",
@@ -71,3 +78,6 @@ register_featurizer("structure", "composition", _pooling("classic"))
 for _name in ("classic", "all", "pooling"):
     register_featurizer("structure", _name, _pooling(_name))
 register_featurizer("structure", "magpie", _magpie)
+register_featurizer("structure", "graph", lambda elements: CrystalGraph())
+# graph:cutoff=6/neighbors=16/atoms=128: a crystal graph with other options.
+register_family("graph", lambda arg, elements: CrystalGraph(**parse_graph_options(arg)))

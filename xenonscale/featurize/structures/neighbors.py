@@ -26,7 +26,7 @@ from __future__ import annotations
 
 import numpy as np
 
-__all__ = ["pair_distances", "periodic_points", "search_cost"]
+__all__ = ["neighbor_list", "pair_distances", "periodic_points", "search_cost"]
 
 #: pymatgen's default ``numerical_tol``: a pair closer than this to itself is "self".
 SELF_TOL = 1e-8
@@ -144,3 +144,44 @@ def periodic_points(
     image = np.stack([rest // width**2, (rest // width) % width, rest % width], axis=1) - span
     points = np.concatenate([cart, cart[site[n:]] + image @ lattice])
     return points, site
+
+
+def neighbor_list(
+    cart: np.ndarray, lattice: np.ndarray, pbc: np.ndarray, r: float
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Every ordered pair (site ``i``, image of site ``j``) within ``r``, self pairs excluded.
+
+    The pairs of :func:`pair_distances` with who they join: the same search,
+    so the same distances as ``Structure.get_neighbor_list(r)``.
+
+    Returns
+    -------
+    center, neighbor : int64[p]
+        Site indices of each pair.
+    image : int64[p, 3]
+        The lattice translation of the neighbour's image (fractional units), so
+        its position is ``cart[neighbor] + image @ lattice`` (what bond angles need).
+    distance : float64[p]
+        Distances (Å).
+
+    Examples
+    --------
+    >>> center, neighbor, image, d = neighbor_list(np.zeros((1, 3)), np.eye(3) * 3.0,
+    ...                                            np.ones(3, bool), 3.1)
+    >>> len(d), sorted(map(tuple, image.tolist()))[0]
+    (6, (-1, 0, 0))
+    """
+    cart = np.ascontiguousarray(cart, dtype=np.float64)
+    lattice = np.ascontiguousarray(lattice, dtype=np.float64)
+    n = len(cart)
+    step = _center_blocks(n, abs(np.linalg.det(lattice)), r)
+    parts = []
+    for first in range(0, n, step):
+        c, p, images, d = _search(cart, cart[first : first + step], lattice, pbc, r)
+        c = c.astype(np.int64) + first
+        keep = ~((c == p) & (d <= SELF_TOL))
+        parts.append((c[keep], p[keep].astype(np.int64),
+                      np.rint(images[keep]).astype(np.int64), d[keep]))  # fmt: skip
+    if len(parts) == 1:
+        return parts[0]
+    return tuple(np.concatenate(column) for column in zip(*parts, strict=True))  # type: ignore[return-value]
