@@ -22,6 +22,10 @@ CrystalGraph                 ``graph``      atoms and nearest neighbours within 
                              ``cutoff=R/``  input of graph networks,
                              ``neighbors=K/`` :mod:`~xenonscale.featurize.structures.graph`)
                              ``atoms=A``)
+ChgnetFeatures               ``chgnet``     65: CHGNet 0.3.0's pretrained crystal feature
+                                            (64) and energy per atom (optional extra
+                                            ``xenonscale[chgnet]``; weights checksummed,
+                                            loaded ``weights_only``)
 ===========================  =============  =========================================
 
 pymatgen, scipy's qhull and spglib load lazily, inside the featurizers, so
@@ -40,6 +44,7 @@ from __future__ import annotations
 
 from xenonscale.featurize.compositions import Compositions, ElementStatistics
 from xenonscale.featurize.registry import register_family, register_featurizer
+from xenonscale.featurize.structures.chgnet import ChgnetFeatures
 from xenonscale.featurize.structures.compositions import StructureComposition
 from xenonscale.featurize.structures.graph import CrystalGraph, parse_graph_options
 from xenonscale.featurize.structures.ofm import OrbitalFieldMatrix
@@ -48,6 +53,7 @@ from xenonscale.featurize.structures.properties import StructureProperties
 from xenonscale.featurize.structures.rdf import RadialDistributionFunction
 
 __all__ = [
+    "ChgnetFeatures",
     "CrystalGraph",
     "OrbitalFieldMatrix",
     "RadialDistributionFunction",
@@ -79,5 +85,7 @@ for _name in ("classic", "all", "pooling"):
     register_featurizer("structure", _name, _pooling(_name))
 register_featurizer("structure", "magpie", _magpie)
 register_featurizer("structure", "graph", lambda elements: CrystalGraph())
+# CHGNet (optional extra): chgnet and torch load on the first batch, not here.
+register_featurizer("structure", "chgnet", lambda elements: ChgnetFeatures())
 # graph:cutoff=6/neighbors=16/atoms=128: a crystal graph with other options.
 register_family("graph", lambda arg, elements: CrystalGraph(**parse_graph_options(arg)))
