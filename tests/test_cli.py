@@ -88,7 +88,7 @@ def test_console_script_demo_runs_end_to_end(tmp_path, data_dir):
     env = {**os.environ, "XENONSCALE_DATA_DIR": str(data_dir)}
     exe = os.path.join(os.path.dirname(sys.executable), "xenonscale")
     result = subprocess.run(
-        [exe, "demo", "--limit", "3000", "-o", str(tmp_path)],
+        [exe, "demo", "--limit", "3000", "--max-epochs", "6", "-o", str(tmp_path)],
         capture_output=True,
         text=True,
         env=env,

@@ -201,6 +201,14 @@ def test_cgcnn_and_megnet_learn_and_the_zoo_predicts_raw_cifs(graph_store, tmp_p
     with torch.no_grad():
         pooled = megnet.hidden_features(torch.as_tensor(features, dtype=torch.float32))[0]
     np.testing.assert_allclose(values[:5, : 3 * 32], pooled.numpy(), rtol=1e-3, atol=1e-4)
+    # retrain rebuilds the same network from its card (layout from the store, table by name)
+    from xenonscale.workflows.retraining import retrain
+
+    report = retrain(zoo=str(tmp_path / "zoo"), only=["ph-cgcnn"], max_age_days=0, max_epochs=2,
+                     progress=False)  # fmt: skip
+    assert report[0]["new"] == "ph-cgcnn@2" and report[0]["current"] == "ph-cgcnn@1", report
+    again = load("ph-cgcnn@2", zoo=str(tmp_path / "zoo"))
+    assert again.model.config == model.model.config
 
 
 @pytest.mark.slow
@@ -220,3 +228,26 @@ def test_ddp_spawn_on_two_cpu_processes_matches_one_process(graph_store, tmp_pat
     assert abs(a - b) / a < 1e-3, (a, b)
     history = json.loads((tmp_path / "two" / "history.json").read_text())
     assert len(history) == 3
+
+
+def test_tuning_space_and_cards_rebuild_graph_networks(data_dir):
+    import optuna
+
+    from xenonscale.models.networks import build_model
+    from xenonscale.models.tuning import network_from_params, suggest
+    from xenonscale.workflows.retraining import network_options
+
+    layout = {"atoms": 8, "neighbors": 4, "cutoff": 5.0}
+    trial = optuna.create_study().ask()
+    for backbone in ("cgcnn", "megnet"):
+        params = suggest(trial, backbone)
+        network = network_from_params(params, backbone, elements=None)
+        config = graph_config(backbone, layout, **network["backbone_options"],
+                              dropout=network["dropout"])  # fmt: skip
+        model = build_model(config)
+        assert model.config["width"] == params["width"] and model.config["layers"] == params[
+            "layers"]  # fmt: skip
+        rebuilt = network_options(model.config)
+        assert rebuilt["backbone"] == backbone
+        again = build_model(graph_config(backbone, layout, **rebuilt["backbone_options"]))
+        assert again.config == model.config

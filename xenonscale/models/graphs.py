@@ -19,11 +19,14 @@ Two networks share the embedding, the readout and the head:
 ``megnet``
     A MEGNet-style network (Chen, Ye, Zuo, Zheng & Ong, *Chem. Mater.* 31,
     3564 (2019)): edges, atoms and a per-crystal state vector are all updated
-    in each block (edge ← φ(v_i, v_j, e, u); atom ← φ(mean of its edges, v, u);
-    state ← φ(mean edge, mean atom, u)), with residual connections; the
-    readout joins the mean atom, mean edge and the state (Set2Set in the
-    paper). On Matbench phonons MEGNet (29.2 cm⁻¹) beats SchNet (43.1) and
-    CGCNN (46.1) in kgcnn's same-split runs, and it needs no bond angles.
+    in each block (edge ← φ(v_i, v_j, e, u); atom ← φ(sum of its edges, v, u);
+    state ← φ(mean edge, mean atom, u)), with residual connections and a
+    layer norm after each; the readout joins the mean atom, mean edge and the
+    state (the paper: mean edges into atoms, no norm, Set2Set readout; on
+    phonons fold 0's training rows the sum and the norm took the inner
+    validation MAE from 62.7 to 54.7 cm⁻¹). On Matbench phonons MEGNet
+    (29.2 cm⁻¹) beats SchNet (43.1) and CGCNN (46.1) in kgcnn's same-split
+    runs, and it needs no bond angles.
 
 Atoms are embedded from an element table (any preset, standardized, projected)
 plus a learned per-element vector, as in the attention backbone. The *pooled
@@ -230,16 +233,18 @@ class MegnetBlock(nn.Module):
         self.edge = _dense([4 * width, 2 * width, width])
         self.atom = _dense([3 * width, 2 * width, width])
         self.state = _dense([3 * width, 2 * width, width])
+        self.norms = nn.ModuleList(nn.LayerNorm(width) for _ in range(3))
 
     def forward(self, h, e, u, graph: PackedGraph):
         center, neighbor, crystal = graph.center, graph.neighbor, graph.crystal
         edge_crystal = crystal[center]
         e_new = self.edge(torch.cat([h[center], h[neighbor], e, u[edge_crystal]], 1))
-        incoming = _mean(e_new, center, len(h))
+        incoming = torch.zeros_like(h).index_add_(0, center, e_new)  # summed, as in CGCNN
         h_new = self.atom(torch.cat([incoming, h, u[crystal]], 1))
         u_new = self.state(torch.cat([_mean(e_new, edge_crystal, graph.crystals),
                                       _mean(h_new, crystal, graph.crystals), u], 1))  # fmt: skip
-        return h + h_new, e + e_new, u + u_new
+        edge_norm, atom_norm, state_norm = self.norms
+        return atom_norm(h + h_new), edge_norm(e + e_new), state_norm(u + u_new)
 
 
 class GraphModel(PortableModel):
