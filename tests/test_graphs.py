@@ -206,7 +206,7 @@ def test_cgcnn_and_megnet_learn_and_the_zoo_predicts_raw_cifs(graph_store, tmp_p
 
     report = retrain(zoo=str(tmp_path / "zoo"), only=["ph-cgcnn"], max_age_days=0, max_epochs=2,
                      progress=False)  # fmt: skip
-    assert report[0]["new"] == "ph-cgcnn@2" and report[0]["current"] == "ph-cgcnn@1", report
+    assert report[0]["new"] == "ph-cgcnn@2" and report[0]["action"] == "promoted", report
     again = load("ph-cgcnn@2", zoo=str(tmp_path / "zoo"))
     assert again.model.config == model.model.config
 
