@@ -191,7 +191,7 @@ def main() -> None:
     rows = []
     for model, values in scores.items():
         mean, std = float(np.mean(values)), float(np.std(values))
-        gain = "" if base is None else f"  {100 * (1 - mean / base):+.1f} % vs descriptors"
+        gain = "" if base is None else f"  MAE {100 * (mean / base - 1):+.1f} % vs descriptors"
         print(f"  {model:28s} {mean:9.4f} ± {std:.4f}{gain}")
         rows.append({"model": model, "mean": mean, "std": std, "folds": values,
                      "epochs": epochs.get(model)})  # fmt: skip
