@@ -192,34 +192,20 @@ def check_model_config(
 
 def _check_attention(config: Mapping, limits: ZooLimits, field: str) -> tuple[int, int]:
     """An attention model's config (models/attention.py): its own validation, then sizes."""
-    for key in ("d_model", "feedforward", "table_width"):
-        if config.get(key) is not None:
-            _width(f"{field}[{key!r}]", config.get(key), limits, "a width")
-    head = config.get("head_hidden", [])
-    layers = config.get("layers", 1)
-    if (
-        not isinstance(head, list | tuple)
-        or not isinstance(layers, int)
-        or isinstance(layers, bool)
-    ):
-        raise ZooError(f"{field}: head_hidden must be a list and layers an integer; export again")
-    if len(head) + layers > limits.max_layers:
-        raise limits.refuse(f"{field} (layers)", len(head) + layers, "max_layers")
-    for index, width in enumerate(head):
-        _width(f"{field}['head_hidden'][{index}]", width, limits, "a layer width")
-    try:
-        parameters, elements = attention_size(dict(config))
-    except (ConfigError, TypeError, ValueError) as exc:
-        raise ZooError(f"{field}: {exc}; export the model again") from exc
-    if parameters > limits.max_parameters:
-        raise limits.refuse(f"{field} (attention parameters)", parameters, "max_parameters",
-                            "the card asks for an absurd model")  # fmt: skip
-    return parameters, elements
+    widths = ("d_model", "feedforward", "table_width")
+    return _check_network(config, limits, field, widths, attention_size, "attention")
 
 
 def _check_graph(config: Mapping, limits: ZooLimits, field: str) -> tuple[int, int]:
     """A crystal-graph model's config (models/graphs.py): widths and depth, then sizes."""
-    for key in ("width", "gaussians", "table_width", "atoms", "neighbors"):
+    widths = ("width", "gaussians", "table_width", "atoms", "neighbors")
+    return _check_network(config, limits, field, widths, graph_size, "graph")
+
+
+def _check_network(config: Mapping, limits: ZooLimits, field: str, widths: tuple[str, ...],
+                   size, what: str) -> tuple[int, int]:  # fmt: skip
+    """Widths, layers + head depth and head widths against the limits, then ``size(config)``."""
+    for key in widths:
         if config.get(key) is not None:
             _width(f"{field}[{key!r}]", config.get(key), limits, "a width")
     head = config.get("head_hidden", [])
@@ -235,11 +221,11 @@ def _check_graph(config: Mapping, limits: ZooLimits, field: str) -> tuple[int, i
     for index, width in enumerate(head):
         _width(f"{field}['head_hidden'][{index}]", width, limits, "a layer width")
     try:
-        parameters, elements = graph_size(dict(config))
+        parameters, elements = size(dict(config))
     except (ConfigError, TypeError, ValueError, KeyError) as exc:
         raise ZooError(f"{field}: {exc}; export the model again") from exc
     if parameters > limits.max_parameters:
-        raise limits.refuse(f"{field} (graph parameters)", parameters, "max_parameters",
+        raise limits.refuse(f"{field} ({what} parameters)", parameters, "max_parameters",
                             "the card asks for an absurd model")  # fmt: skip
     return parameters, elements
 
