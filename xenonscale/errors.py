@@ -22,6 +22,7 @@ __all__ = [
     "FormulaError",
     "ModelNotFoundError",
     "SourceError",
+    "SourceUnavailableError",
     "StoreError",
     "StoreLockedError",
     "XenonscaleError",
@@ -73,6 +74,10 @@ class StoreLockedError(StoreError):
 
 class SourceError(XenonscaleError):
     """A source cannot be opened or planned (missing file, unknown format)."""
+
+
+class SourceUnavailableError(SourceError):
+    """A web source kept failing (429/5xx, dropped connections) after every retry."""
 
 
 class ZooError(XenonscaleError):

@@ -90,6 +90,8 @@ class _Job:
     "--overwrite", is_flag=True, help="replace a store built with another spec (or a foreign table)"
 )
 @options.storage_options()
+@options.response_fields()
+@options.auth_env()
 @click.option(
     "--batch-rows",
     type=POSITIVE_INT,
@@ -114,6 +116,8 @@ def featurize(
     on_error,
     overwrite,
     storage_options,
+    response_fields,
+    auth_env,
     batch_rows,
     no_progress,
     **limits,
@@ -121,7 +125,8 @@ def featurize(
     """Featurize INPUT into a Zarr feature store, or into one .parquet/.csv table.
 
     INPUT is a CSV/TSV/Parquet/JSONL/JSON file, a CIF/POSCAR folder or glob, a
-    SMILES/SDF file (gz/bz2/xz; local, file:// or s3://) or dataset:NAME.
+    SMILES/SDF file (gz/bz2/xz; local, file:// or s3://), dataset:NAME, or an
+    OPTIMADE query: optimade:URL-OR-NAME?filter=... (xenonscale databases list).
     -o is a store (a folder or URL with no suffix or .zarr), written by Dask
     workers, or a table (.parquet or .csv, with X.errors.csv beside it), written
     in this process.
@@ -140,8 +145,9 @@ def featurize(
     else:
         _check_store_output(output)
     spec_limits = record_limits_from(limits)
+    web = {"response_fields": response_fields, "auth_env": auth_env}
     job = _prepare(
-        input, column, kind, featurizers, elements, on_error, spec_limits, storage_options
+        input, column, kind, featurizers, elements, on_error, spec_limits, storage_options, web
     )
     if table:
         return _featurize_table(job, path, partition_rows, batch_rows, not no_progress)
@@ -159,7 +165,9 @@ def featurize(
     )
 
 
-def _prepare(input, column, kind, names, elements, on_error, limits, storage_options) -> _Job:
+def _prepare(
+    input, column, kind, names, elements, on_error, limits, storage_options, web=None
+) -> _Job:
     """Build the featurizer and open the source (no cluster yet)."""
     from xenonscale.featurize.registry import FeaturizerSpec
     from xenonscale.sources import open_source
@@ -168,8 +176,24 @@ def _prepare(input, column, kind, names, elements, on_error, limits, storage_opt
     featurizer = spec.build()  # bad featurizer arguments fail here,
     featurizer.labels  # noqa: B018 - and missing zoo models (frozen:) here
     url, column = input.resolve(column)
-    source = open_source(url, column=column, kind=spec.kind, storage_options=storage_options)
+    source = open_source(
+        url,
+        column=column,
+        kind=spec.kind,
+        storage_options=storage_options,
+        **web_options(url, **(web or {})),
+    )
     return _Job(spec, featurizer, source)
+
+
+def web_options(url: str, *, response_fields=None, auth_env=None) -> dict:
+    """``--response-fields`` / ``--auth-env`` as source options: only for optimade: inputs."""
+    given = {"response_fields": response_fields, "auth_env": auth_env}
+    given = {name: value for name, value in given.items() if value}
+    if given and not str(url).startswith("optimade:"):
+        flags = " and ".join("--" + name.replace("_", "-") for name in given)
+        raise ConfigError(f"{flags} apply to optimade: inputs only, not {str(url)!r}: leave out")
+    return given
 
 
 def _check_store_output(value: str) -> None:

@@ -185,6 +185,8 @@ class Input(click.ParamType):
             name = text.split(":", 1)[1]
             DatasetName().convert(name, param, ctx)
             return InputSource(text, name)
+        if text.startswith("optimade:"):  # a database query, checked when opened
+            return InputSource(text)
         local = text[len("file://") :] if text.startswith("file://") else text
         remote = "://" in local or local.startswith(_REMOTE)
         pattern = any(ch in local for ch in "*?[")

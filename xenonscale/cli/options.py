@@ -41,6 +41,7 @@ __all__ = [
     "KINDS",
     "LOSSES",
     "TASKS",
+    "auth_env",
     "column",
     "input_argument",
     "kind",
@@ -53,6 +54,7 @@ __all__ = [
     "order",
     "output",
     "register",
+    "response_fields",
     "scheduler",
     "seed",
     "storage_options",
@@ -115,6 +117,18 @@ storage_options = _option(
     "--storage-options",
     type=STORAGE_OPTIONS,
     help="fsspec options (S3 credentials, endpoint) as a JSON object, e.g. '{\"anon\": true}'",
+)
+response_fields = _option(
+    "--response-fields",
+    type=CommaList(),
+    help="optimade: sources: further fields kept as store variables, comma-separated "
+    "(provider fields like _mp_band_gap lose their prefix)",
+)
+auth_env = _option(
+    "--auth-env",
+    metavar="VAR",
+    help="optimade: sources: NAME of the environment variable holding an API key "
+    "(sent as X-API-KEY; the key is never printed or stored)",
 )
 column = _option(
     "--column",

@@ -37,7 +37,14 @@ from xenonscale.limits import (
     record_limits,
 )
 
-__all__ = ["BatchTransformer", "FeatureBatch", "RowError", "errors_frame", "featurize_safely"]
+__all__ = [
+    "BatchTransformer",
+    "FeatureBatch",
+    "RejectedInput",
+    "RowError",
+    "errors_frame",
+    "featurize_safely",
+]
 
 ON_ERROR_MODES = ("record", "raise")
 
@@ -59,6 +66,27 @@ class FeatureBatch:
                 f"{int((~self.ok).sum())} failed rows but {len(self.errors)} error records: "
                 "every failed row needs exactly one reason"
             )
+
+
+@dataclass(frozen=True, repr=False)
+class RejectedInput:
+    """A record its source could not turn into an input (a database entry with missing
+    sites, disorder it cannot express...): ``featurize_safely`` makes it an error row
+    with ``reason`` without calling the featurizer; ``text`` is what the store keeps.
+
+    >>> from xenonscale.featurize import Compositions
+    >>> rows = ["NaCl", RejectedInput("{'id': 7}", "entry 7 has no sites")]
+    >>> featurize_safely(Compositions(featurizers="Counting"), rows).errors[0].reason
+    'entry 7 has no sites'
+    """
+
+    text: str
+    reason: str
+
+    def __str__(self) -> str:
+        return self.text
+
+    __repr__ = __str__
 
 
 def featurize_safely(
@@ -84,9 +112,29 @@ def featurize_safely(
     [True, False]
     """
     items = inputs if isinstance(inputs, list) else list(inputs)
+    rejected = np.fromiter((isinstance(x, RejectedInput) for x in items), bool, len(items))
+    if rejected.any():
+        return _with_rejected(featurizer, items, rejected, limits)
     with record_limits(limits) if limits is not None else record_limits():
         batch = _bisect(featurizer, items, len(featurizer.labels))
     return _infinite_rows_as_errors(batch, items)
+
+
+def _with_rejected(featurizer, items, rejected, limits) -> FeatureBatch:
+    """Featurize the readable rows; the rejected ones become error rows with their reason."""
+    kept = np.flatnonzero(~rejected)
+    width = len(featurizer.labels)
+    values = np.full((len(items), width), np.nan)
+    ok = np.zeros(len(items), dtype=bool)
+    errors = [
+        RowError(int(i), items[i].text[:200], items[i].reason) for i in np.flatnonzero(rejected)
+    ]
+    if len(kept):
+        inner = featurize_safely(featurizer, [items[i] for i in kept], limits)
+        values[kept] = inner.values
+        ok[kept] = inner.ok
+        errors += [RowError(int(kept[e.row]), e.input, e.reason) for e in inner.errors]
+    return FeatureBatch(values=values, ok=ok, errors=sorted(errors, key=lambda e: e.row))
 
 
 def _bisect(featurizer, items: list[object], width: int) -> FeatureBatch:

@@ -14,6 +14,7 @@ name                          format                       class
 ``*.smi`` / ``*.smiles``      ``smi``                      :class:`SmilesSource`
 ``*.sdf`` / ``*.sd``          ``sdf``                      :class:`SdfSource`
 dir, ``*.cif``, ``**/POSCAR*``  ``cif`` / ``poscar``       :class:`FileSetSource`
+``optimade:URL-OR-NAME?...``  (an OPTIMADE query)          :class:`OptimadeSource`
 ============================  ===========================  =========================
 
 URLs are fsspec URLs: plain paths, ``file://``, ``s3://bucket/key`` with
@@ -49,6 +50,7 @@ from xenonscale.sources.delimited import DelimitedSource
 from xenonscale.sources.files import FileSetSource, file_format, has_glob
 from xenonscale.sources.jsondocs import JsonListSource, SplitJsonSource, open_json
 from xenonscale.sources.lines import JsonLinesSource, SmilesSource
+from xenonscale.sources.optimade import OPTIMADE_PREFIX, OptimadeSource
 from xenonscale.sources.parquet import ParquetSource
 from xenonscale.sources.sdf import SdfSource
 
@@ -58,6 +60,7 @@ __all__ = [
     "FileSetSource",
     "JsonLinesSource",
     "JsonListSource",
+    "OptimadeSource",
     "ParquetSource",
     "Partition",
     "SdfSource",
@@ -167,6 +170,9 @@ def open_source(
         The URL does not exist or its format cannot be told.
     """
     url = canonical_url(url)
+    if isinstance(url, str) and url.startswith(OPTIMADE_PREFIX):
+        _refuse_for_optimade(format=format, column=column, id_column=id_column)
+        return OptimadeSource(url, kind=kind, storage_options=storage_options, **options)
     fmt = format or infer_format(url, storage_options)
     if fmt not in FORMATS:
         raise ConfigError(f"format={fmt!r} is unknown: use one of {', '.join(FORMATS)}")
@@ -227,6 +233,15 @@ def canonical_url(url: str) -> str:
 
 _NATURAL = {"cif": {"cif", "structure"}, "poscar": {"poscar", "structure"},
             "smi": {"smiles", "smi"}, "sdf": {"molblock", "sdf", "mol"}}  # fmt: skip
+
+
+def _refuse_for_optimade(**given: Any) -> None:
+    for name, value in given.items():
+        if value is not None:
+            raise ConfigError(
+                f"{name}={value!r} does not apply to optimade: sources (ids are PROVIDER:ID, "
+                "inputs the structures): leave it out; --response-fields adds columns"
+            )
 
 
 def _refuse(fmt: str, **given: Any) -> None:

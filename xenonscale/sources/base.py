@@ -83,6 +83,16 @@ class Source(ABC):
     def read(self, partition: Partition) -> pd.DataFrame:
         """The partition's records as a DataFrame with ``row``, ``id``, ``input``, extras."""
 
+    def preview(self, partition: Partition) -> pd.DataFrame:
+        """Rows with the partition's columns and dtypes (what the store's arrays are made
+        from); by default the partition itself. A web source may answer without records."""
+        return self.read(partition)
+
+    def describe_partition(self, partition: Partition) -> str:
+        """A partition in words for messages (a web source names its pages)."""
+        return f"rows {partition.start}..{partition.stop - 1}"
+
     def describe(self) -> dict:
         """JSON-serializable description for provenance (URL, format, column)."""
-        return {"url": self.url, "kind": self.kind, "type": type(self).__name__}
+        column = getattr(self, "column", None)
+        return {"url": self.url, "kind": self.kind, "type": type(self).__name__, "column": column}
