@@ -9,8 +9,10 @@ Examples
 ::
 
     xenonscale datasets list
+    xenonscale databases show mp
     xenonscale elements show xenonpy58
     xenonscale featurize dataset:matbench_expt_gap -o gap.parquet --elements xenonpy58
+    xenonscale sync oqmd-2027-01.csv.gz oqmd.zarr
     xenonscale demo
     eval "$(xenonscale completion bash)"
 """
@@ -27,11 +29,13 @@ from xenonscale.cli.benchmark import benchmark
 from xenonscale.cli.catalog import datasets, elements
 from xenonscale.cli.command import Group
 from xenonscale.cli.completion import COMPLETE_VAR, completion
+from xenonscale.cli.databases import databases
 from xenonscale.cli.demo import demo
 from xenonscale.cli.design import design
 from xenonscale.cli.errors import one_line, os_error_line, usage_line
 from xenonscale.cli.featurize import featurize
 from xenonscale.cli.ngram import ngram
+from xenonscale.cli.sync import sync
 from xenonscale.cli.train import retrain, train, tune
 from xenonscale.cli.transfer import transfer
 from xenonscale.cli.zoo import zoo
@@ -94,8 +98,8 @@ def cli() -> None:
     """Materials informatics at database scale: descriptors, models, transfer, design."""
 
 
-for _command in (featurize, datasets, elements, train, tune, retrain, zoo, transfer, ngram,
-                 design, demo, benchmark, completion):  # fmt: skip
+for _command in (featurize, sync, datasets, databases, elements, train, tune, retrain, zoo,
+                 transfer, ngram, design, demo, benchmark, completion):  # fmt: skip
     cli.add_command(_command)
 
 

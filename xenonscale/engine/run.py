@@ -50,7 +50,7 @@ from xenonscale.engine.bookkeeping import (
     spec_hash,
     write_done,
 )
-from xenonscale.errors import ConfigError, FeaturizerError, StoreError
+from xenonscale.errors import ConfigError, FeaturizerError, SourceUnavailableError, StoreError
 from xenonscale.featurize.base import featurize_safely
 from xenonscale.featurize.registry import FeaturizerSpec, element_tables
 from xenonscale.featurize.slots import COMPOSITION_SLOTS, composition_slots
@@ -62,6 +62,7 @@ from xenonscale.store.layout import (
     COMPOSITION_ELEMENT,
     COMPOSITION_FRACTION,
     STORE_TITLE,
+    WITHDRAWN,
     StoreLocation,
     clear_store,
     store_state,
@@ -249,6 +250,11 @@ def featurize_to_store(
         manifest = _load_or_plan(
             location, source, spec, featurizer, chunk_rows, partition_rows, compression
         )
+        if manifest.get("synced"):
+            raise StoreError(
+                f"store {location.url!r} is kept up to date by `xenonscale sync` "
+                f"({manifest['synced']} syncs): sync it again, or pass --overwrite to rebuild it"
+            )
         partitions = [Partition(**p) for p in manifest["partitions"]]
         done = done_markers(location)
         pending = [p for p in partitions if p.index not in done]
@@ -329,7 +335,7 @@ def _load_or_plan(
             "pass --overwrite to replace it"
         )
     total, partitions = source.plan(partition_rows)
-    first = source.read(partitions[0]) if partitions else pd.DataFrame(columns=["id", "input"])
+    first = source.preview(partitions[0]) if partitions else pd.DataFrame(columns=["id", "input"])
     renamed = store_names(extra_kinds(first))
     extras = {renamed.get(name, name): kind for name, kind in extra_kinds(first).items()}
     if renamed:
@@ -383,7 +389,7 @@ def _load_or_plan(
 #: Names of the store's own arrays and folders: a source column may not take them.
 RESERVED_NAMES = frozenset(
     {"features", "feature", "sample", "ok", "id", "input", "row", "errors", "zarr.json",
-     COMPOSITION_ELEMENT, COMPOSITION_FRACTION, "element_slot", BOOKKEEPING}
+     COMPOSITION_ELEMENT, COMPOSITION_FRACTION, "element_slot", BOOKKEEPING, WITHDRAWN}
 )  # fmt: skip
 #: The prefix a clashing source column gets in the store.
 RENAME_PREFIX = "source_"
@@ -442,6 +448,8 @@ def _run_pending(pending, source, location, spec, manifest, client, progress, do
             manifest.get("composition_slots"),
         )
         futures = client.compute(bag.to_delayed())
+        partition_of = dict(zip(futures, pending, strict=True))
+        failed: list[tuple[Partition, SourceUnavailableError]] = []
         initial = sum(record["rows"] for record in done.values())
         with tqdm(
             total=manifest["rows"],
@@ -453,11 +461,30 @@ def _run_pending(pending, source, location, spec, manifest, client, progress, do
             smoothing=0.1,
         ) as bar:
             for future in as_completed(futures):
-                for result in future.result():
+                try:
+                    results = future.result()
+                except SourceUnavailableError as exc:  # the others go on; named below
+                    failed.append((partition_of[future], exc))
+                    continue
+                for result in results:
                     bar.update(result["rows"])
     finally:
         if own_client:
             close_client(client)
+    if failed:
+        raise _unavailable(source, failed, len(pending))
+
+
+def _unavailable(source: Source, failed: list, pending: int) -> SourceUnavailableError:
+    """One error naming every partition a web source could not serve (the rest is written)."""
+    failed = sorted(failed, key=lambda item: item[0].index)
+    where = "; ".join(source.describe_partition(p) for p, _ in failed[:8])
+    more = f" and {len(failed) - 8} more" if len(failed) > 8 else ""
+    return SourceUnavailableError(
+        f"{len(failed)} of {pending} partitions could not be fetched: {where}{more} "
+        f"(first failure: {failed[0][1]}); everything else is written: rerun the same "
+        "command to fetch only what is missing"
+    )
 
 
 def _finish(location, manifest, partitions, resumed, started) -> JobSummary:

@@ -199,6 +199,25 @@ class FeaturizerSpec:
     def to_dict(self) -> dict:
         return {**asdict(self), "names": list(self.names), "limits": self.limits.to_dict()}
 
+    @classmethod
+    def from_dict(cls, value: dict) -> FeaturizerSpec:
+        """The inverse of :meth:`to_dict` (a store's or a card's ``featurizer``).
+
+        >>> spec = FeaturizerSpec.parse("structure", "rdf,ofm")
+        >>> FeaturizerSpec.from_dict(spec.to_dict()) == spec
+        True
+        """
+        fields = dict(value)
+        names = fields.get("names", ("classic",))
+        fields["names"] = (names,) if isinstance(names, str) else tuple(names)
+        try:
+            return cls(**fields)
+        except TypeError as exc:
+            raise ConfigError(
+                f"featurizer {dict(value)!r} is not a FeaturizerSpec dict ({exc}): "
+                "use FeaturizerSpec.parse(...).to_dict()"
+            ) from exc
+
 
 class FeatureUnion(BatchTransformer):
     """Several featurizers side by side; a row is ok only if every part is ok.

@@ -35,7 +35,7 @@ from torch.utils.data import DataLoader, IterableDataset
 
 from xenonscale.errors import ConfigError, StoreError
 from xenonscale.models.splits import split_indices
-from xenonscale.store.layout import StoreLocation
+from xenonscale.store.layout import WITHDRAWN, StoreLocation
 
 __all__ = ["INPUTS", "ArrayStream", "ChunkStream", "StoreDataModule", "read_inputs", "read_rows"]
 
@@ -209,6 +209,10 @@ class StoreDataModule(L.LightningDataModule):
             has = np.asarray(first[:, 0]) > 0
             counts["no_composition"] = int((ok & finite & ~has).sum())
             ok = ok & has
+        if WITHDRAWN in group:  # records a synced database withdrew: kept, never trained on
+            withdrawn = np.asarray(group[WITHDRAWN][:], dtype=bool)
+            counts["withdrawn"] = int((ok & finite & withdrawn).sum())
+            ok = ok & ~withdrawn
         usable = np.flatnonzero(ok & finite)
         if self.candidate_rows is not None:
             usable = usable[np.isin(usable, self.candidate_rows)]

@@ -191,9 +191,13 @@ class TrainResult:
 
 
 def store_fingerprint(attrs: dict) -> str:
-    """A short hash of what a store was built from (source, featurizer, tables, creation)."""
+    """A short hash of what a store was built from (source, featurizer, tables, creation,
+    and the last sync that changed it)."""
     keys = ("source_fingerprint", "featurizer", "element_tables", "rows", "created")
-    text = json.dumps({k: attrs.get(k) for k in keys}, sort_keys=True, default=str)
+    fields = {k: attrs.get(k) for k in keys}
+    if attrs.get("last_sync"):  # a synced store changes with every sync that changed rows
+        fields["last_sync"] = attrs["last_sync"]
+    text = json.dumps(fields, sort_keys=True, default=str)
     return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 

@@ -49,6 +49,7 @@ __all__ = [
     "COMPOSITION_ENCODING",
     "COMPOSITION_FRACTION",
     "STORE_TITLE",
+    "WITHDRAWN",
     "StoreLocation",
     "clear_store",
     "open_store",
@@ -69,12 +70,14 @@ COMPOSITION_ENCODING = (
     "ascending), 0 = empty slot; fractions sum to 1; rows that failed or hold more "
     "elements than slots are all zero"
 )
+#: A synced store's flag of records the source withdrew (kept, flagged, never trained on).
+WITHDRAWN = "withdrawn"
 #: The ``title`` attribute of every store the engine creates (how it knows its own).
 STORE_TITLE = "xenonscale feature store"
 #: What a store folder may hold: root metadata, Zarr nodes and the bookkeeping folder.
 _ROOT_FILES = ("zarr.json",)
 #: What ``_xenonscale/`` may hold.
-_BOOKKEEPING_ENTRIES = ("manifest.json", "lock.json", "lock.guard", "done", "errors")
+_BOOKKEEPING_ENTRIES = ("manifest.json", "lock.json", "lock.guard", "done", "errors", "sync")
 
 
 @dataclass(frozen=True)

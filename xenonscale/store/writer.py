@@ -38,10 +38,12 @@ from xenonscale.store.layout import (
 
 __all__ = [
     "COMPRESSIONS",
+    "as_text",
     "composition_attrs",
     "create_store",
     "extra_kinds",
     "finalize_store",
+    "inputs_as_text",
     "write_region",
 ]
 
@@ -237,6 +239,16 @@ def _is_missing(value: object) -> bool:
     return value is None or (isinstance(value, float) and np.isnan(value))
 
 
+def as_text(values: pd.Series) -> np.ndarray:
+    """Values as the store keeps text: strings as given, missing as ``""``, others ``str``."""
+    return _as_text(values)
+
+
+def inputs_as_text(inputs: pd.Series) -> np.ndarray:
+    """Inputs as the store keeps them: strings as given, mappings (structure dicts) as JSON."""
+    return _inputs_as_text(inputs)
+
+
 def write_region(
     location: StoreLocation,
     start: int,
@@ -293,7 +305,7 @@ def finalize_store(location: StoreLocation, errors: pd.DataFrame, attrs: Mapping
 
     import zarr
 
-    group = zarr.open_group(location.zarr_store(), mode="r+")
+    group = zarr.open_group(location.zarr_store(), mode="r+", use_consolidated=False)
     if "errors" in group:
         del group["errors"]
     sub = group.create_group("errors")

@@ -86,16 +86,7 @@ def featurizer_spec(value: Any):
     if isinstance(value, FeaturizerSpec):
         spec = value
     elif isinstance(value, Mapping):
-        fields = dict(value)
-        names = fields.get("names", ("classic",))
-        fields["names"] = (names,) if isinstance(names, str) else tuple(names)
-        try:
-            spec = FeaturizerSpec(**fields)
-        except TypeError as exc:
-            raise ConfigError(
-                f"card featurizer {dict(value)!r} is not a FeaturizerSpec dict ({exc}): "
-                "use FeaturizerSpec.parse(...).to_dict()"
-            ) from exc
+        spec = FeaturizerSpec.from_dict(value)
     else:
         raise ConfigError(
             f"card featurizer {value!r}: give FeaturizerSpec(...).to_dict(), or None for a "
