@@ -200,7 +200,40 @@ def deployment_docs(helm):
     return render(helm, PRODUCTION, sets=("dask.mode=deployment", "tune.enabled=true"))
 
 
-RENDERINGS = ["default_docs", "production_docs", "deployment_docs"]
+#: retrain.sync: a Materials Project store with the API key from a Secret, then an
+#: Alexandria store without a key (auth: false).
+SYNC_VALUES = {
+    "retrain": {
+        "sync": [
+            {
+                "source": 'optimade:mp?filter=elements HAS "Li"',
+                "store": "/data/stores/mp-li.zarr",
+                "args": ["--response-fields", "_mp_energy_above_hull"],
+            },
+            {
+                "source": "optimade:alexandria.pbesol?filter=nelements=2",
+                "store": "/data/stores/alexandria-pbesol.zarr",
+                "auth": False,
+            },
+        ],
+        "auth": {"secretName": "mp-api", "secretKey": "api-key", "env": "MP_API_KEY"},
+    }
+}
+
+
+@pytest.fixture(scope="session")
+def sync_values(tmp_path_factory) -> Path:
+    path = tmp_path_factory.mktemp("values") / "sync.yaml"
+    path.write_text(yaml.safe_dump(SYNC_VALUES))
+    return path
+
+
+@pytest.fixture(scope="session")
+def sync_docs(helm, sync_values):
+    return render(helm, sync_values)
+
+
+RENDERINGS = ["default_docs", "production_docs", "deployment_docs", "sync_docs"]
 
 
 # --------------------------------------------------------------------------- helm
@@ -208,10 +241,11 @@ RENDERINGS = ["default_docs", "production_docs", "deployment_docs"]
 
 @pytest.mark.parametrize(
     "extra",
-    [(), ("--values", str(PRODUCTION)), ("--set", "dask.mode=deployment")],
-    ids=["default", "production", "deployment"],
+    [(), ("--values", str(PRODUCTION)), ("--set", "dask.mode=deployment"), ("--values", "SYNC")],
+    ids=["default", "production", "deployment", "sync"],
 )
-def test_helm_lint_strict(helm, extra):
+def test_helm_lint_strict(helm, extra, sync_values):
+    extra = tuple(str(sync_values) if e == "SYNC" else e for e in extra)
     out = run_helm(helm, "lint", "--strict", str(CHART), "--kube-version", KUBE_VERSION, *extra)
     assert out.returncode == 0, out.stdout + out.stderr
     assert "0 chart(s) failed" in out.stdout
@@ -243,11 +277,18 @@ def test_values_schema_is_draft7_and_accepts_the_shipped_values():
     validator = jsonschema.Draft7Validator(schema)
     defaults = yaml.safe_load((CHART / "values.yaml").read_text())
     production = _merged(defaults, yaml.safe_load(PRODUCTION.read_text()))
-    for name, values in (("values.yaml", defaults), ("values-production.yaml", production)):
+    with_sync = _merged(defaults, SYNC_VALUES)
+    for name, values in (
+        ("values.yaml", defaults),
+        ("values-production.yaml", production),
+        ("retrain.sync", with_sync),
+    ):
         errors = [f"{e.json_path}: {e.message}" for e in validator.iter_errors(values)]
         assert not errors, f"{name}: {errors}"
     closed = [schema] + [schema["properties"][k] for k in ("image", "dask", "storage", "retrain")]
     closed += [schema["properties"]["dask"]["properties"]["worker"]]
+    retrain = schema["properties"]["retrain"]["properties"]
+    closed += [retrain["auth"], retrain["sync"]["items"]]
     assert all(part["additionalProperties"] is False for part in closed)
 
 
@@ -464,9 +505,11 @@ def test_default_rendering_has_the_operator_cluster_cronjob_policy_account(defau
     assert "$(DASK_WORKER_NAME)" in worker["args"]
     assert "DASK_WORKER_NAME" not in env_of(worker)  # injected by the operator
     (cronjob,) = by_kind(default_docs, "CronJob")
-    container = cronjob["spec"]["jobTemplate"]["spec"]["template"]["spec"]["containers"][0]
+    pod = cronjob["spec"]["jobTemplate"]["spec"]["template"]["spec"]
+    container = pod["containers"][0]
     assert container["args"][:3] == ["retrain", "--zoo", "$(XENONSCALE_ZOO)"]
     assert env_of(container)["XENONSCALE_ZOO"] == "/data/zoo"
+    assert "initContainers" not in pod  # no retrain.sync: retrain alone, as before
 
 
 def test_production_rendering(production_docs):
@@ -530,6 +573,17 @@ def test_production_rendering(production_docs):
     assert env_of(retrain)["XENONSCALE_ZOO_ARTIFACTS"] == "s3://materials/xenonscale/zoo"
     assert retrain["resources"]["limits"]["nvidia.com/gpu"] == "1"
     assert retrain["image"].endswith(":0.1.0-cuda")
+    (sync,) = job_spec["template"]["spec"]["initContainers"]
+    assert sync["args"][:3] == [
+        "sync",
+        'optimade:mp?filter=elements HAS "Li"',
+        "s3://materials/stores/mp-li-structures.zarr",
+    ]
+    assert sync["args"][sync["args"].index("--auth-env") + 1] == "MP_API_KEY"
+    assert env_of(sync)["MP_API_KEY"] == {"secretKeyRef": {"name": "mp-api", "key": "api-key"}}
+    assert env_of(sync)["AWS_ACCESS_KEY_ID"] == env_of(retrain)["AWS_ACCESS_KEY_ID"]
+    assert sync["image"].endswith(":0.1.0-cpu")
+    assert "nvidia.com/gpu" not in sync["resources"]["limits"]
 
 
 def test_deployment_mode_renders_a_plain_dask_cluster(deployment_docs):
@@ -588,6 +642,128 @@ def test_schedule_and_storage_come_from_values(helm):
     ]
     assert claims == ["shared-data"]
     assert not by_kind(docs, "PersistentVolumeClaim")  # an existing claim is not created
+
+
+# --------------------------------------------------------------------------- sync → retrain
+
+
+def _retrain_pod(docs: list[dict]) -> dict:
+    (cronjob,) = by_kind(docs, "CronJob")
+    return cronjob["spec"]["jobTemplate"]["spec"]["template"]["spec"]
+
+
+def test_retrain_syncs_each_store_before_retraining(sync_docs, default_docs):
+    pod = _retrain_pod(sync_docs)
+    syncs = pod["initContainers"]  # run one after the other, each to success, before containers
+    assert [c["name"] for c in syncs] == ["sync-0", "sync-1"]
+    assert syncs[0]["args"] == [
+        "sync",
+        'optimade:mp?filter=elements HAS "Li"',
+        "/data/stores/mp-li.zarr",
+        "--no-progress",
+        "--auth-env",
+        "MP_API_KEY",
+        "--response-fields",
+        "_mp_energy_above_hull",
+    ]
+    assert syncs[1]["args"] == [
+        "sync",
+        "optimade:alexandria.pbesol?filter=nelements=2",
+        "/data/stores/alexandria-pbesol.zarr",
+        "--no-progress",
+    ]
+    (retrain,) = pod["containers"]
+    assert retrain == _retrain_pod(default_docs)["containers"][0]  # retrain itself unchanged
+    for sync in syncs:  # the same environment, mounts and image as a retrain run on CPU
+        env = env_of(sync)
+        assert {k: v for k, v in env.items() if k != "MP_API_KEY"} == env_of(retrain)
+        assert sync["volumeMounts"] == retrain["volumeMounts"]
+        assert sync["image"] == retrain["image"] and sync["resources"] == retrain["resources"]
+
+
+def test_the_api_key_comes_from_the_secret_only(sync_docs, sync_values):
+    mp, alexandria = _retrain_pod(sync_docs)["initContainers"]
+    (key,) = [e for e in mp["env"] if e["name"] == "MP_API_KEY"]
+    assert key == {
+        "name": "MP_API_KEY",
+        "valueFrom": {"secretKeyRef": {"name": "mp-api", "key": "api-key"}},
+    }
+    assert "MP_API_KEY" not in env_of(alexandria) and "--auth-env" not in alexandria["args"]
+    # no container of any object has the variable as a literal value, and the
+    # values have no place for one (the schema refuses unknown keys under auth)
+    for _, spec in pod_specs(sync_docs):
+        for container in spec["containers"] + spec.get("initContainers", []):
+            for e in container.get("env", []):
+                if e["name"] == "MP_API_KEY":
+                    assert set(e) == {"name", "valueFrom"}, e
+    assert "--auth-env" not in _retrain_pod(sync_docs)["containers"][0]["args"]
+
+
+def test_sync_flags_are_flags_of_the_sync_command(sync_docs, helm):
+    from xenonscale.cli.main import cli
+
+    if "sync" not in cli.commands:
+        pytest.skip("xenonscale sync is not registered in this checkout")
+    command = cli.commands["sync"]
+    flags = {f for p in command.params if hasattr(p, "opts") for f in p.opts if f.startswith("-")}
+    sets = (
+        "retrain.sync[0].source=optimade:mp",
+        "retrain.sync[0].store=/data/s.zarr",
+        "retrain.auth.secretName=mp-api",
+        "retrain.syncOnCluster=true",
+    )
+    docs = render(helm, sets=sets)
+    for sync in _retrain_pod(sync_docs)["initContainers"] + _retrain_pod(docs)["initContainers"]:
+        used = {a for a in sync["args"] if a.startswith("--")}
+        assert used <= flags, used - flags
+    (sync,) = _retrain_pod(docs)["initContainers"]
+    assert sync["args"][sync["args"].index("--scheduler") + 1] == f"tcp://{RELEASE}-scheduler:8786"
+
+
+@pytest.mark.parametrize(
+    ("entry", "message"),
+    [
+        ({"source": "optimade:mp"}, "missing property 'store'"),
+        ({"source": "mp", "store": "/data/x.zarr"}, "at '/retrain/sync/0/source'"),
+        ({"source": "optimade:mp", "store": "x.zarr"}, "at '/retrain/sync/0/store'"),
+        ({"source": "optimade:mp", "store": "/data/x.zarr", "key": "abc"},
+         "additional properties 'key' not allowed"),
+    ],
+    ids=["no-store", "bare-name", "relative-store", "unknown-key"],
+)  # fmt: skip
+def test_bad_sync_entries_are_rejected_by_the_schema(helm, tmp_path, entry, message):
+    err = render_error(helm, (), {"retrain": {"sync": [entry]}}, tmp_path)
+    assert "values don't meet the specifications of the schema" in err
+    assert message in err, err
+
+
+@pytest.mark.parametrize(
+    ("auth", "message"),
+    [
+        ({"secretName": "mp-api", "apiKey": "0123456789abcdef"},
+         "additional properties 'apiKey' not allowed"),
+        ({"secretName": "mp-api", "env": "1KEY"}, "at '/retrain/auth/env'"),
+        ({"secretName": "MP API"}, "at '/retrain/auth/secretName'"),
+    ],
+    ids=["literal-key", "bad-env-name", "bad-secret-name"],
+)  # fmt: skip
+def test_bad_auth_is_rejected_by_the_schema(helm, tmp_path, auth, message):
+    err = render_error(helm, (), {"retrain": {"auth": auth}}, tmp_path)
+    assert message in err, err
+
+
+@pytest.mark.parametrize(
+    ("sets", "message"),
+    [
+        (("retrain.sync[0].source=optimade:mp", "retrain.sync[0].store=s3://b/x.zarr"),
+         "retrain.sync[0].store \"s3://b/x.zarr\" is on S3: enable storage.s3"),
+        (("retrain.sync[0].source=optimade:mp", "retrain.sync[0].store=/srv/x.zarr"),
+         "is not on the PVC"),
+    ],
+    ids=["s3-without-s3", "off-the-pvc"],
+)  # fmt: skip
+def test_sync_stores_must_be_writable_by_the_pod(helm, sets, message):
+    assert message in render_error(helm, sets)
 
 
 # --------------------------------------------------------------------------- Dask config
