@@ -393,6 +393,15 @@ def test_sync_fetches_only_what_changed_and_equals_a_fresh_store(entries, client
                            hidden=[16], progress=False, output=tmp_path / "model")  # fmt: skip
         with OptimadeServer(after, page_limit=50) as new:
             proxy.upstream = new.base_url
+            delta = lambda path, q: (  # noqa: E731 - the changed records' pages fail at first
+                "last_modified >" in q.get("filter", "") and "lattice_vectors" in str(q)
+            )
+            proxy.add_fault("status", status=503, match=delta, times=1_000)
+            with pytest.raises(SourceUnavailableError, match="could not be fetched"):
+                sync_store(url, str(store), client=client, progress=False,
+                           source_options={"policy": FAST})  # fmt: skip
+            assert not open_store(str(store)).attrs.get("sync_history")  # nothing half-applied
+            proxy.clear_faults()
             proxy.clear_log()
             summary = sync_store(url, str(store), client=client, progress=False,
                                  source_options={"policy": FAST})  # fmt: skip

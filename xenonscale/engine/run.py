@@ -1,4 +1,4 @@
-"""The featurization engine: source → Dask bag of partitions → FeatureStore.
+"""The featurization engine: source → one Dask task per partition → FeatureStore.
 
 The client plans (a streaming scan of the source), creates the store and a
 manifest, then submits one task per unfinished partition. Each task runs on a
@@ -431,23 +431,24 @@ def _interrupted_creation(location: StoreLocation) -> bool:
 
 
 def _run_pending(pending, source, location, spec, manifest, client, progress, done) -> None:
-    import dask.bag as db
     from distributed import as_completed
 
     own_client = client is None
     if own_client:
         client = get_client(quiet=not progress)
     try:
-        bag = db.from_sequence(pending, npartitions=len(pending)).map(
+        # pure=False: a rerun in the same session gets fresh tasks, never a failed one's result
+        futures = client.map(
             _run_partition,
-            source,
-            location,
-            spec,
-            manifest["extras"],
-            manifest.get("renamed"),
-            manifest.get("composition_slots"),
+            pending,
+            source=source,
+            location=location,
+            spec=spec,
+            extras=manifest["extras"],
+            renamed=manifest.get("renamed"),
+            slots=manifest.get("composition_slots"),
+            pure=False,
         )
-        futures = client.compute(bag.to_delayed())
         partition_of = dict(zip(futures, pending, strict=True))
         failed: list[tuple[Partition, SourceUnavailableError]] = []
         initial = sum(record["rows"] for record in done.values())
@@ -462,12 +463,11 @@ def _run_pending(pending, source, location, spec, manifest, client, progress, do
         ) as bar:
             for future in as_completed(futures):
                 try:
-                    results = future.result()
+                    result = future.result()
                 except SourceUnavailableError as exc:  # the others go on; named below
                     failed.append((partition_of[future], exc))
                     continue
-                for result in results:
-                    bar.update(result["rows"])
+                bar.update(result["rows"])
     finally:
         if own_client:
             close_client(client)
