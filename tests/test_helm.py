@@ -200,8 +200,8 @@ def deployment_docs(helm):
     return render(helm, PRODUCTION, sets=("dask.mode=deployment", "tune.enabled=true"))
 
 
-#: retrain.sync: a Materials Project store with the API key from a Secret, then an
-#: Alexandria store without a key (auth: false).
+#: retrain.sync: a Materials Project store with the API key from a Secret (auth: true,
+#: opt-in), then an Alexandria store that says nothing about auth, so gets no key.
 SYNC_VALUES = {
     "retrain": {
         "sync": [
@@ -209,11 +209,11 @@ SYNC_VALUES = {
                 "source": 'optimade:mp?filter=elements HAS "Li"',
                 "store": "/data/stores/mp-li.zarr",
                 "args": ["--response-fields", "_mp_energy_above_hull"],
+                "auth": True,
             },
             {
                 "source": "optimade:alexandria.pbesol?filter=nelements=2",
                 "store": "/data/stores/alexandria-pbesol.zarr",
-                "auth": False,
             },
         ],
         "auth": {"secretName": "mp-api", "secretKey": "api-key", "env": "MP_API_KEY"},
@@ -709,6 +709,7 @@ def test_sync_flags_are_flags_of_the_sync_command(sync_docs, helm):
     sets = (
         "retrain.sync[0].source=optimade:mp",
         "retrain.sync[0].store=/data/s.zarr",
+        "retrain.sync[0].auth=true",
         "retrain.auth.secretName=mp-api",
         "retrain.syncOnCluster=true",
     )
@@ -718,6 +719,47 @@ def test_sync_flags_are_flags_of_the_sync_command(sync_docs, helm):
         assert used <= flags, used - flags
     (sync,) = _retrain_pod(docs)["initContainers"]
     assert sync["args"][sync["args"].index("--scheduler") + 1] == f"tcp://{RELEASE}-scheduler:8786"
+    assert sync["args"][sync["args"].index("--auth-env") + 1] == "MP_API_KEY"
+
+
+def test_the_api_key_is_opt_in_per_entry(helm):
+    """With retrain.auth set, only `auth: true` entries get the key: not one that
+    omits `auth`, not one with `auth: false` (the key goes only to the hosts that
+    need it, never e.g. the Materials Project key to Alexandria)."""
+    sets = (
+        "retrain.auth.secretName=mp-api",
+        "retrain.sync[0].source=optimade:alexandria",
+        "retrain.sync[0].store=/data/alexandria.zarr",
+        "retrain.sync[1].source=optimade:oqmd",
+        "retrain.sync[1].store=/data/oqmd.zarr",
+        "retrain.sync[1].auth=false",
+        "retrain.sync[2].source=optimade:mp",
+        "retrain.sync[2].store=/data/mp.zarr",
+        "retrain.sync[2].auth=true",
+    )
+    unasked, refused, asked = _retrain_pod(render(helm, sets=sets))["initContainers"]
+    for sync in (unasked, refused):
+        assert "MP_API_KEY" not in env_of(sync) and "--auth-env" not in sync["args"], sync
+    assert env_of(asked)["MP_API_KEY"] == {"secretKeyRef": {"name": "mp-api", "key": "api-key"}}
+    assert asked["args"][asked["args"].index("--auth-env") + 1] == "MP_API_KEY"
+
+
+def test_auth_true_without_a_secret_fails_rendering(helm):
+    sets = (
+        "retrain.sync[0].source=optimade:alexandria",
+        "retrain.sync[0].store=/data/alexandria.zarr",
+        "retrain.sync[1].source=optimade:mp",
+        "retrain.sync[1].store=/data/mp.zarr",
+        "retrain.sync[1].auth=true",
+    )
+    err = render_error(helm, sets)
+    message = (
+        "retrain.sync[1].auth is true but retrain.auth.secretName is empty: set "
+        "retrain.auth.secretName to an existing Secret with the API key, or drop "
+        "auth: true from retrain.sync[1]"
+    )
+    (line,) = [ln for ln in err.splitlines() if "retrain.sync[" in ln]  # one line
+    assert line.endswith(message), err
 
 
 @pytest.mark.parametrize(

@@ -50,8 +50,10 @@ tolerations:
      order before the retrain container; a failed sync stops the pod, so
      retrain never runs on a half-synced store. The API key (retrain.auth)
      comes from a Secret through secretKeyRef and is named by --auth-env
-     (the variable's NAME, never its value), for every entry but those with
-     `auth: false` (a key is sent to the host of each source that gets it).
+     (the variable's NAME, never its value), opt-in: only entries with
+     `auth: true` get it, since a key is sent to the host of each source that
+     gets it (the Materials Project key never goes to Alexandria). `auth: true`
+     with retrain.auth.secretName empty fails rendering.
      Call with (dict "root" $ "job" .Values.retrain). */}}
 {{- define "xenonscale.syncContainers" -}}
 {{- $root := .root -}}
@@ -64,7 +66,10 @@ tolerations:
 {{- if and (hasPrefix "/" $entry.store) (not (and $root.Values.storage.pvc.enabled (hasPrefix (printf "%s/" $root.Values.storage.pvc.mountPath) $entry.store))) }}
 {{- fail (printf "retrain.sync[%d].store %q is not on the PVC: enable storage.pvc and put the store under storage.pvc.mountPath %q, or use s3://" $i $entry.store $root.Values.storage.pvc.mountPath) }}
 {{- end }}
-{{- $keyed := and $auth.secretName (ne (toString $entry.auth) "false") }}
+{{- $keyed := eq (toString $entry.auth) "true" }}
+{{- if and $keyed (not $auth.secretName) }}
+{{- fail (printf "retrain.sync[%d].auth is true but retrain.auth.secretName is empty: set retrain.auth.secretName to an existing Secret with the API key, or drop auth: true from retrain.sync[%d]" $i $i) }}
+{{- end }}
 {{- $syncArgs := list "sync" $entry.source $entry.store "--no-progress" }}
 {{- if $keyed }}{{ $syncArgs = concat $syncArgs (list "--auth-env" $auth.env) }}{{ end }}
 {{- if $job.syncOnCluster }}{{ $syncArgs = concat $syncArgs (list "--scheduler" (include "xenonscale.schedulerAddress" $root)) }}{{ end }}
