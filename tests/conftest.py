@@ -295,3 +295,20 @@ def s3_bucket(s3_endpoint, monkeypatch) -> tuple[str, dict]:
         aws_secret_access_key="testing",
     ).create_bucket(Bucket=bucket)
     return f"s3://{bucket}", options
+
+
+@pytest.fixture(scope="session")
+def optimade_entries_all(data_dir) -> list[dict]:
+    """The mirror's 7,084 structures as OPTIMADE entries (built once per session: ~15 s)."""
+    from xenonscale.testing.optimade import optimade_entries
+
+    return optimade_entries(data_dir=data_dir)
+
+
+@pytest.fixture(scope="session")
+def optimade_server(optimade_entries_all):
+    """One reference OPTIMADE server with every entry, shared by the OPTIMADE test files."""
+    from xenonscale.testing.optimade import OptimadeServer
+
+    with OptimadeServer(optimade_entries_all, page_limit_max=1000) as running:
+        yield running

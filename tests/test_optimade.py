@@ -30,7 +30,7 @@ from xenonscale.sources.optimade import OptimadeSource, to_structure_dict
 from xenonscale.store.layout import open_store, read_errors
 
 optimade = pytest.importorskip("optimade", reason="optimade[server] is a test dependency")
-from xenonscale.testing.optimade import FaultProxy, OptimadeServer, optimade_entries  # noqa: E402
+from xenonscale.testing.optimade import FaultProxy, OptimadeServer  # noqa: E402
 
 pytestmark = [pytest.mark.usefixtures("data_dir"), pytest.mark.timeout(900)]
 
@@ -41,14 +41,13 @@ PHONONS = 'filter=_exmpl_dataset="phonons"'
 
 
 @pytest.fixture(scope="module")
-def entries(data_dir):
-    return optimade_entries(data_dir=data_dir)
+def entries(optimade_entries_all):
+    return optimade_entries_all
 
 
 @pytest.fixture(scope="module")
-def server(entries):
-    with OptimadeServer(entries, page_limit=50, page_limit_max=500) as running:
-        yield running
+def server(optimade_server):
+    return optimade_server
 
 
 @pytest.fixture()

@@ -65,14 +65,13 @@ def optimade_required() -> None:
 
 
 @pytest.fixture(scope="module")
-def entries(data_dir) -> list[dict]:
-    return optimade_entries(data_dir=data_dir)
+def entries(optimade_entries_all) -> list[dict]:
+    return optimade_entries_all
 
 
 @pytest.fixture(scope="module")
-def server(entries):
-    with OptimadeServer(entries) as running:
-        yield running
+def server(optimade_server):
+    return optimade_server
 
 
 @pytest.fixture
