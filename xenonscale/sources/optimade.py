@@ -12,8 +12,8 @@ serve their structures through the OPTIMADE API. This source reads one
 * **Planning** asks the server once for the query's count
   (``meta.data_returned``) and the page size it grants. Partitions are row
   ranges fetched by the workers themselves, page by page, with
-  ``page_offset`` where the server offers it (checked by asking for record
-  1 alone). Where a server pages only with cursors (opaque ``links.next``),
+  ``page_offset`` where the server offers it (its ``links.next`` uses it, or
+  asking for record 1 alone gives the page's second record). Where a server pages only with cursors (opaque ``links.next``),
   the plan walks the query once asking for ids only and records, for each
   partition, the link of the page where it starts and how many records to
   skip there; each worker starts from its link and follows ``next`` with the
@@ -320,6 +320,8 @@ class OptimadeSource(Source):
         data = _data(probe, self.endpoint)
         if total < 2 or len(data) < 2:
             return True  # one page holds everything: offsets are never needed past 0
+        if "page_offset=" in str(_next_link(probe) or ""):
+            return True  # the server pages by offset itself: no request needed to check
         try:
             doc = self._get(self._params(page_offset=1, page_limit=1, response_fields="id"))
         except SourceError:
