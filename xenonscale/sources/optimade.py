@@ -11,13 +11,14 @@ serve their structures through the OPTIMADE API. This source reads one
   (``optimade:mp?filter=...``, ``optimade:alexandria.pbesol``).
 * **Planning** asks the server once for the query's count
   (``meta.data_returned``) and the page size it grants. Partitions are row
-  ranges fetched by the workers themselves, page by page, with
-  ``page_offset`` where the server offers it (its ``links.next`` uses it, or
-  asking for record 1 alone gives the page's second record). Where a server
-  pages only with cursors (opaque ``links.next``), the plan walks the query
-  once asking for ids only and records, for each partition, the link of the
-  page where it starts and how many records to skip there; each worker starts from its link and follows ``next`` with the
-  full field list (the partitions are chained through that one light pass).
+  ranges fetched by the workers themselves, page by page, with ``page_offset``
+  where the server offers it (its ``links.next`` uses it, or asking for record
+  1 alone gives the page's second record). Where a server pages only with
+  cursors (opaque ``links.next``), the plan walks the query once asking for
+  ids only and records, for each partition, the link of the page where it
+  starts and how many records to skip there; each worker starts from its link
+  and follows ``next`` with the full field list (the partitions are chained
+  through that one light pass).
 * **Records**: each entry becomes a pymatgen ``Structure`` dict (species with
   their concentrations, fractional coordinates from the Cartesian ones).
   An entry that cannot be one (no lattice or sites, not periodic in 3-D,
