@@ -468,6 +468,16 @@ def test_sync_of_a_new_file_dump(client, tmp_path, data_dir):
     rows = np.array([order[i] for i in synced["id"].values[keep]])
     for name in ("features", "ok", "energy_per_atom"):
         np.testing.assert_array_equal(synced[name].values[keep], clean[name].values[rows])
+    from click.testing import CliRunner
+
+    from xenonscale.cli.main import cli
+
+    again = CliRunner().invoke(
+        cli, ["sync", str(tmp_path / "v2.csv"), store, "--workers", "1", "--no-progress", "--json"]
+    )
+    assert again.exit_code == 0, again.output
+    record = json.loads(again.output.strip().splitlines()[-1])
+    assert record["changed"] is False and record["fetched"] == 0 and record["rows"] == 325
     with pytest.raises(StoreError, match="kept up to date by `xenonscale sync`"):
         featurize_to_store(str(tmp_path / "v1.csv"), store, spec, column="cif", client=client,
                            chunk_rows=64, progress=False, source_options=options)  # fmt: skip
