@@ -28,7 +28,10 @@ import pytest
 REQUIRES_DATA = doctest.register_optionflag("REQUIRES_DATA")
 
 # Modules whose examples import an optional extra: {path: the module it needs}.
-OPTIONAL_EXTRAS = {"xenonscale/featurize/molecules/mordred.py": "mordred"}
+OPTIONAL_EXTRAS = {
+    "xenonscale/featurize/molecules/mordred.py": "mordred",
+    "xenonscale/store/similarity.py": "faiss",
+}
 
 
 def _missing(module: str) -> bool:

@@ -45,7 +45,6 @@ iron fraction), featurized on an in-process Dask client:
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import sys
@@ -70,6 +69,7 @@ from xenonscale.models.module import PropertyModule, property_module
 from xenonscale.models.networks import build_model
 from xenonscale.models.quiet import quiet_training
 from xenonscale.models.tasks import monitor_metric, resolve_task, store_targets
+from xenonscale.store.layout import store_fingerprint
 from xenonscale.versions import installed_versions
 
 __all__ = [
@@ -188,17 +188,6 @@ class TrainResult:
     history: list[dict] = field(default_factory=list)
     predictions: dict[str, tuple[np.ndarray, np.ndarray]] = field(default_factory=dict)
     units: dict[str, str] = field(default_factory=dict)
-
-
-def store_fingerprint(attrs: dict) -> str:
-    """A short hash of what a store was built from (source, featurizer, tables, creation,
-    and the last sync that changed it)."""
-    keys = ("source_fingerprint", "featurizer", "element_tables", "rows", "created")
-    fields = {k: attrs.get(k) for k in keys}
-    if attrs.get("last_sync"):  # a synced store changes with every sync that changed rows
-        fields["last_sync"] = attrs["last_sync"]
-    text = json.dumps(fields, sort_keys=True, default=str)
-    return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
 def train_model(

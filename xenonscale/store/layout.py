@@ -13,8 +13,11 @@
       composition_fraction [sample, element_slot]  float32 the composition as data
                                    (COMPOSITION_ENCODING; attrs["composition"])
       errors/                      subgroup: row, input, error (written at the end)
+      predictions/<model>/         zoo models' predictions (workflows.prediction)
       _xenonscale/                 engine bookkeeping (not Zarr): manifest.json,
-                                   lock.json, done/NNNNNN.json, errors/NNNNNN.json
+                                   lock.json, done/NNNNNN.json, errors/NNNNNN.json,
+                                   sync/, index/ (the similarity index, store.similarity),
+                                   predict/<job>/ (prediction jobs)
 
 Any Zarr/xarray reader can open it: ``xarray.open_zarr(STORE)``.
 
@@ -31,6 +34,7 @@ A store the engine wrote (:mod:`xenonscale.store` makes one in its runnable exam
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import json
 import os
 import warnings
@@ -55,6 +59,7 @@ __all__ = [
     "open_store",
     "read_composition",
     "read_errors",
+    "store_fingerprint",
     "store_state",
 ]
 
@@ -77,7 +82,9 @@ STORE_TITLE = "xenonscale feature store"
 #: What a store folder may hold: root metadata, Zarr nodes and the bookkeeping folder.
 _ROOT_FILES = ("zarr.json",)
 #: What ``_xenonscale/`` may hold.
-_BOOKKEEPING_ENTRIES = ("manifest.json", "lock.json", "lock.guard", "done", "errors", "sync")
+_BOOKKEEPING_ENTRIES = (
+    "manifest.json", "lock.json", "lock.guard", "done", "errors", "sync", "index", "predict",
+)  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -133,6 +140,23 @@ class StoreLocation:
         else:
             with fs.open(path, "w") as handle:
                 handle.write(text)
+
+
+def store_fingerprint(attrs: dict) -> str:
+    """A short hash of what a store was built from (source, featurizer, tables, creation,
+    and the last sync that changed it): what models and indexes built on it record.
+
+    >>> store_fingerprint({"rows": 3, "created": "2026-01-01T00:00:00+0000"})
+    '155a6a4ccadf8108'
+    >>> len(store_fingerprint({})), store_fingerprint({}) == store_fingerprint({"title": "x"})
+    (16, True)
+    """
+    keys = ("source_fingerprint", "featurizer", "element_tables", "rows", "created")
+    fields = {k: attrs.get(k) for k in keys}
+    if attrs.get("last_sync"):  # a synced store changes with every sync that changed rows
+        fields["last_sync"] = attrs["last_sync"]
+    text = json.dumps(fields, sort_keys=True, default=str)
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
 def store_state(location: StoreLocation) -> str:
