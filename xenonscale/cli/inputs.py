@@ -185,7 +185,7 @@ class Input(click.ParamType):
             name = text.split(":", 1)[1]
             DatasetName().convert(name, param, ctx)
             return InputSource(text, name)
-        if text.startswith("optimade:"):  # a database query, checked when opened
+        if text.startswith(("optimade:", "enumerate:")):  # a query or a space, checked when opened
             return InputSource(text)
         local = text[len("file://") :] if text.startswith("file://") else text
         remote = "://" in local or local.startswith(_REMOTE)

@@ -15,6 +15,7 @@ name                          format                       class
 ``*.sdf`` / ``*.sd``          ``sdf``                      :class:`SdfSource`
 dir, ``*.cif``, ``**/POSCAR*``  ``cif`` / ``poscar``       :class:`FileSetSource`
 ``optimade:URL-OR-NAME?...``  (an OPTIMADE query)          :class:`OptimadeSource`
+``enumerate:compositions?..`` (candidate compositions)     :class:`EnumeratedSource`
 ============================  ===========================  =========================
 
 URLs are fsspec URLs: plain paths, ``file://``, ``s3://bucket/key`` with
@@ -47,6 +48,7 @@ from typing import Any
 from xenonscale.errors import ConfigError, SourceError
 from xenonscale.sources.base import Partition, Source
 from xenonscale.sources.delimited import DelimitedSource
+from xenonscale.sources.enumerated import ENUMERATE_PREFIX, EnumeratedSource, refuse_file_options
 from xenonscale.sources.files import FileSetSource, file_format, has_glob
 from xenonscale.sources.jsondocs import JsonListSource, SplitJsonSource, open_json
 from xenonscale.sources.lines import JsonLinesSource, SmilesSource
@@ -57,6 +59,7 @@ from xenonscale.sources.sdf import SdfSource
 __all__ = [
     "FORMATS",
     "DelimitedSource",
+    "EnumeratedSource",
     "FileSetSource",
     "JsonLinesSource",
     "JsonListSource",
@@ -173,6 +176,9 @@ def open_source(
     if isinstance(url, str) and url.startswith(OPTIMADE_PREFIX):
         _refuse_for_optimade(format=format, column=column, id_column=id_column)
         return OptimadeSource(url, kind=kind, storage_options=storage_options, **options)
+    if isinstance(url, str) and url.startswith(ENUMERATE_PREFIX):
+        refuse_file_options(format=format, column=column, id_column=id_column)
+        return EnumeratedSource(url, kind=kind, storage_options=storage_options, **options)
     fmt = format or infer_format(url, storage_options)
     if fmt not in FORMATS:
         raise ConfigError(f"format={fmt!r} is unknown: use one of {', '.join(FORMATS)}")
