@@ -66,12 +66,7 @@ class _Job:
 @click.option(
     "--chunk-rows", type=POSITIVE_INT, default=10_000, show_default=True, help="rows per Zarr chunk"
 )
-@click.option(
-    "--partition-rows",
-    type=POSITIVE_INT,
-    default=None,
-    help="rows per task (default: by feature width)",
-)
+@options.partition_rows()
 @click.option(
     "--compression",
     type=COMPRESSIONS,

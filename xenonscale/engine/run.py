@@ -389,7 +389,8 @@ def _load_or_plan(
 #: Names of the store's own arrays and folders: a source column may not take them.
 RESERVED_NAMES = frozenset(
     {"features", "feature", "sample", "ok", "id", "input", "row", "errors", "zarr.json",
-     COMPOSITION_ELEMENT, COMPOSITION_FRACTION, "element_slot", BOOKKEEPING, WITHDRAWN}
+     COMPOSITION_ELEMENT, COMPOSITION_FRACTION, "element_slot", BOOKKEEPING, WITHDRAWN,
+     "predictions"}
 )  # fmt: skip
 #: The prefix a clashing source column gets in the store.
 RENAME_PREFIX = "source_"

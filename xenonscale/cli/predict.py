@@ -1,0 +1,102 @@
+"""``xenonscale predict``: zoo models over a feature store or any source, as Dask tasks.
+
+A store's own features (or composition slots, or graph rows) feed the models
+that were trained on them, and the predictions go into its ``predictions/``
+group; any other input (a CSV of formulas, a CIF folder, ``dataset:NAME``,
+an ``optimade:`` query) is featurized on the workers with each model's own
+featurizer and predicted into a Parquet folder (``-o OUT.parquet``). See
+:mod:`xenonscale.workflows.prediction` for the layout and the rules.
+
+Examples
+--------
+::
+
+    xenonscale predict oqmd-hf oqmd.zarr --workers 2
+    xenonscale predict gap-ens@3,gap-mlp new-formulas.csv -o gap.parquet
+    xenonscale predict oqmd-attention mp.zarr -o mp-hf.parquet --refeaturize \\
+        --zoo postgresql+psycopg://zoo@db/zoo --artifacts s3://models/zoo \\
+        --scheduler tcp://10.0.0.5:8786
+"""
+
+from __future__ import annotations
+
+import click
+
+from xenonscale.cli import options
+from xenonscale.cli.command import Command
+from xenonscale.cli.transfer import ModelRefs
+
+__all__ = ["predict"]
+
+
+@click.command(cls=Command)
+@click.argument("models", type=ModelRefs())
+@options.input_argument()
+@options.output()
+@options.column()
+@click.option(
+    "--refeaturize",
+    is_flag=True,
+    help="featurize a store's input text with each model's featurizer where the store's "
+    "features are not the model's",
+)
+@click.option(
+    "--return-std/--no-std",
+    "return_std",
+    default=None,
+    help="add <target>_std, the members' spread (default: for ensembles only; "
+    "--return-std fails on a single network)",
+)
+@options.partition_rows()
+@options.workers()
+@options.scheduler()
+@options.zoo_options
+@options.no_progress()
+def predict(
+    models,
+    input,
+    output,
+    column,
+    refeaturize,
+    return_std,
+    partition_rows,
+    workers,
+    scheduler,
+    zoo,
+    artifacts,
+    storage_options,
+    no_progress,
+) -> int:
+    """Predict INPUT with the zoo models REF,... (each NAME or NAME@VERSION).
+
+    INPUT is a feature store (predictions go into its predictions/ group, or
+    into -o OUT.parquet), or any source xenonscale featurize reads (a file,
+    folder, glob, URL, dataset:NAME or optimade: query; -o OUT.parquet is then
+    required). Rerunning the same command resumes an interrupted job.
+    --storage-options apply to INPUT, -o and the zoo's artifacts.
+    """
+    from xenonscale.workflows.prediction import predict_to_store
+
+    url, column = input.resolve(column)
+    with options.open_zoo(zoo, artifacts, storage_options) as opened:
+        summary = predict_to_store(
+            list(models),
+            url,
+            output,
+            zoo=opened,
+            refeaturize=refeaturize,
+            return_std=return_std,
+            partition_rows=partition_rows,
+            progress=not no_progress,
+            storage_options=storage_options,
+            source_options={"column": column} if column else None,
+            workers=workers,
+            scheduler=scheduler,
+        )
+    click.echo(
+        f"{summary.rows:,} rows → {summary.predicted:,} predicted + {summary.errors:,} errors "
+        f"by {', '.join(summary.models)} ({summary.partitions} partitions, "
+        f"{summary.resumed_partitions} already done) in {summary.seconds:.1f} s "
+        f"({summary.rows_per_second:,.0f} rows/s) → {summary.output}"
+    )
+    return 0
