@@ -69,6 +69,24 @@ def _read(path: str, text: str, smiles_column: str, columns: list[str]):
 @click.command(cls=Command)
 @options.input_argument("data")
 @options.column()
+@options.kind(default="molecule", show_default=True)
+@click.option(
+    "--forward-model",
+    "zoo_models",
+    multiple=True,
+    metavar="PROP=REF",
+    help="a zoo model as the forward model of a target property (its own uncertainty when "
+    "it is an ensemble, else its validation RMSE), e.g. 'gap=mp-gap@2'; repeat per property",
+)
+@click.option(
+    "--candidate-elements",
+    "elements",
+    default=None,
+    metavar="A,B,...",
+    help="--kind composition: the elements candidates may hold (default: those of DATA)",
+)
+@options.atoms("max_atoms", default=20, show_default=True)
+@options.charge_balanced()
 @click.option(
     "--target-range",
     "targets",
@@ -115,9 +133,15 @@ def _read(path: str, text: str, smiles_column: str, columns: list[str]):
 @click.option("--no-plots", is_flag=True, help="skip the PNG plots")
 @options.no_progress()
 @options.output(required=True)
+@options.zoo_options
 def design(
     data,
     column,
+    kind,
+    zoo_models,
+    elements,
+    max_atoms,
+    charge_balanced,
     targets,
     ngram,
     order,
@@ -132,15 +156,22 @@ def design(
     no_plots,
     no_progress,
     output,
+    zoo,
+    artifacts,
+    storage_options,
 ) -> int:
-    """Inverse molecular design (iQSPR): SMC chains on Dask toward property targets.
+    """Inverse design (iQSPR): SMC chains on Dask toward property targets.
 
     Fits a forward model per target property on DATA (BayesianRidge on ECFP
-    counts + MACCS), trains an n-gram SMILES model on DATA's SMILES (or loads
-    --ngram), and runs --chains annealed SMC chains of --samples molecules
-    over --steps steps on Dask. DATA is a CSV or Parquet table of SMILES and
-    properties, or dataset:NAME. -o is the Parquet file of every step of
-    every chain; X.json beside it summarizes. Exit status 1 when a chain failed.
+    counts + MACCS for molecules, on XenonPy's pooled element descriptors for
+    compositions), or uses the zoo models given with --forward-model. Molecules move
+    by an n-gram SMILES model trained on DATA (or --ngram); compositions by
+    element substitutions, additions, removals and amount changes within
+    --candidate-elements and --atoms (--charge-balanced keeps them neutral). Runs
+    --chains annealed SMC chains of --samples candidates over --steps steps on
+    Dask. DATA is a CSV or Parquet table of SMILES or formulas and properties,
+    or dataset:NAME. -o is the Parquet file of every step of every chain;
+    X.json beside it summarizes. Exit status 1 when a chain failed.
     """
     from xenonscale.cluster import close_client, get_client
     from xenonscale.design import Likelihood, NGram, parse_targets, train_ngram
@@ -150,17 +181,35 @@ def design(
     if out.suffix != ".parquet":
         raise ConfigError(f"-o {output!r}: the output is a Parquet file, e.g. run.parquet")
     if column is None and data.dataset is None:
-        raise ConfigError(f"--column: name the SMILES column of DATA {data.text!r}")
+        what = "SMILES" if kind == "molecule" else "formula"
+        raise ConfigError(f"--column: name the {what} column of DATA {data.text!r}")
+    if kind not in ("molecule", "composition"):
+        raise ConfigError(f"--kind {kind!r}: design makes molecules or compositions")
+    if kind == "molecule" and (elements or charge_balanced):
+        raise ConfigError(
+            "--candidate-elements and --charge-balanced apply to --kind composition only"
+        )
+    if kind == "composition" and (ngram or save_ngram):
+        raise ConfigError("--ngram and --save-ngram apply to --kind molecule only")
     targets = parse_targets(list(targets))
     names = [t.name for t in targets]
+    models = _zoo_forward_models(zoo_models, names, zoo, artifacts, storage_options)
     path, column = data.resolve(column)
-    frame = _read(path, data.text, column, names)
+    frame = _read(path, data.text, column, [n for n in names if n not in models])
     smiles = frame[column].tolist()
     progress = not no_progress
     started = time.perf_counter()
     client = get_client(scheduler, workers=workers, quiet=not progress)
     try:
-        if ngram:
+        if kind == "composition":
+            model = _composition_proposal(smiles, elements, max_atoms, charge_balanced)
+            ngram_info = {
+                "moves": "composition",
+                "elements": model.elements,
+                "max_atoms": model.max_atoms,
+                "charge_balanced": charge_balanced,
+            }
+        elif ngram:
             model = NGram.load(ngram)
             ngram_info = {"path": ngram}
         else:
@@ -175,12 +224,23 @@ def design(
                 model.save(save_ngram)
                 ngram_info["path"] = save_ngram
         tick = time.perf_counter()
-        likelihood = Likelihood(targets).fit(smiles, frame[names])
+        likelihood = Likelihood(targets, models=models, kind=kind).fit(
+            smiles, frame.reindex(columns=names)
+        )
         fit_seconds = time.perf_counter() - tick
+        start = None
+        if kind == "composition":  # chains start from DATA's formulas inside the space
+            start = [f for f in dict.fromkeys(model.canonical(smiles)) if f and model.allowed(f)]
+            if not start:
+                raise ConfigError(
+                    f"no formula of DATA {data.text!r} lies inside --candidate-elements/--atoms"
+                    f"{'/--charge-balanced' if charge_balanced else ''}: widen them"
+                )
         result = run_design(
             likelihood,
             model,
             out,
+            start=start,
             chains=chains,
             samples=samples,
             steps=steps,
@@ -195,7 +255,9 @@ def design(
     summary = {
         **result.summary,
         "data": data.text,
+        "kind": kind,
         "smiles_column": column,
+        "zoo_models": {name: str(model.ref) for name, model in models.items()},
         "targets": [str(t) for t in targets],
         "invalid_training_smiles": likelihood.n_invalid_smiles_,
         "forward_model_fit_seconds": round(fit_seconds, 2),
@@ -204,12 +266,13 @@ def design(
         "plots": {},
     }
     if not no_plots:
-        summary["plots"] = _plots(result, targets, frame[names], out)
+        summary["plots"] = _plots(result, targets, frame.reindex(columns=names), out)
     result.summary_path.write_text(json.dumps(summary, indent=1, allow_nan=False, default=str))
     m = result.metrics
     if m:
+        noun = "molecules" if kind == "molecule" else "compositions"
         click.echo(
-            f"final populations: {m['n']} molecules, valid {m['validity']:.1%}, unique "
+            f"final populations: {m['n']} {noun}, valid {m['validity']:.1%}, unique "
             f"{m['uniqueness']:.1%}, novel {m['novelty']:.1%}, in target {m['in_target']:.1%}"
         )
     click.echo(
@@ -220,6 +283,39 @@ def design(
             f"chain {status.chain} failed at step {status.failed_step}: {status.error}", err=True
         )
     return 1 if result.failed else 0
+
+
+def _zoo_forward_models(given, names, zoo, artifacts, storage_options) -> dict:
+    """``PROP=REF`` → ``{prop: ZooModel}`` for the Likelihood; each PROP must be a target."""
+    if not given:
+        return {}
+    pairs = {}
+    for text in given:
+        prop, sep, ref = str(text).partition("=")
+        if not sep or not prop or not ref:
+            raise ConfigError(f"--forward-model {text!r}: write PROP=REF, e.g. 'gap=mp-gap@2'")
+        if prop not in names:
+            raise ConfigError(
+                f"--forward-model {text!r}: {prop!r} is no --target-range; targets: {names}"
+            )
+        pairs[prop] = ref
+    opened = options.open_zoo(zoo, artifacts, storage_options)
+    return {prop: opened.load(ref) for prop, ref in pairs.items()}
+
+
+def _composition_proposal(formulas, elements, max_atoms, charge_balanced):
+    from xenonscale.design.compositions import CompositionProposal, canonical_formulas
+
+    if elements:
+        chosen = [e.strip() for e in elements.split(",") if e.strip()]
+    else:
+        from pymatgen.core import Composition
+
+        seen = dict.fromkeys(
+            str(el) for f in canonical_formulas(formulas) if f for el in Composition(f).elements
+        )
+        chosen = sorted(seen)
+    return CompositionProposal(chosen, max_atoms=max_atoms, charge_balanced=charge_balanced)
 
 
 def _plots(result, targets, reference, output: Path) -> dict[str, str]:

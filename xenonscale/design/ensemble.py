@@ -307,7 +307,8 @@ def design(
         if own:
             close_client(client)
     seconds = time.perf_counter() - started
-    known = set(canonical_smiles(list(reference))) if reference is not None else None
+    canonical = getattr(proposal, "canonical", canonical_smiles)
+    known = set(canonical(list(reference))) if reference is not None else None
     for c, frame in finals.items():
         statuses[c].metrics = _metrics(frame, known)
     pooled = _metrics(pd.concat(finals.values()), known) if finals else {}

@@ -63,28 +63,35 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from xenonscale.chem.formula import parse_compositions
 from xenonscale.design.targets import Target, parse_targets
 from xenonscale.errors import ConfigError
 from xenonscale.featurize.base import featurize_safely
+from xenonscale.featurize.compositions import Compositions
 from xenonscale.featurize.molecules import ECFP, MACCS
 from xenonscale.featurize.molecules.parse import parse_molecules
 from xenonscale.featurize.registry import FeatureUnion
 
-__all__ = ["Likelihood", "default_featurizer", "log_probability_between"]
+__all__ = ["KINDS", "Likelihood", "default_featurizer", "log_probability_between"]
+
+#: What a design's candidates are.
+KINDS = ("molecule", "composition")
 
 #: Split metrics searched in a zoo model's card for its validation RMSE, in order.
 _ZOO_SPLITS = ("val", "validation", "test", "cv")
 
 
-def default_featurizer():
-    """ECFP counts (radius 2, 2,048) + MACCS keys: the default forward models' input.
+def default_featurizer(kind: str = "molecule"):
+    """The default forward models' input: ECFP counts (radius 2, 2,048) + MACCS keys for
+    molecules, XenonPy's 290 classic pooled element descriptors for compositions.
 
     Examples
     --------
     >>> len(default_featurizer().labels)
     2215
     """
-
+    if kind == "composition":
+        return Compositions(featurizers="classic")
     return FeatureUnion([ECFP(radius=2, n_bits=2048, counting=True), MACCS()])
 
 
@@ -145,6 +152,10 @@ class Likelihood:
         clipped at ``0.9 * invalid_log_likelihood``.
     min_std : float, default 1e-6
         Lower bound of a predicted standard deviation.
+    kind : str, default "molecule"
+        What the candidates are: ``molecule`` (SMILES; default featurizer
+        :func:`default_featurizer`) or ``composition`` (formulas; XenonPy's
+        classic pooled descriptors, validity = the formula parses).
 
     Attributes
     ----------
@@ -183,7 +194,11 @@ class Likelihood:
         seed: int = 0,
         invalid_log_likelihood: float = -1000.0,
         min_std: float = 1e-6,
+        kind: str = "molecule",
     ) -> None:
+        if kind not in KINDS:
+            raise ConfigError(f"kind={kind!r}: design candidates are one of {', '.join(KINDS)}")
+        self.kind = kind
         self.targets = targets
         self.models = models
         self.featurizer = featurizer
@@ -213,7 +228,6 @@ class Likelihood:
             ``max(2, cv)`` for a property.
         """
         from sklearn.base import clone
-        from sklearn.linear_model import BayesianRidge
 
         targets = self.targets_
         smiles = list(smiles)
@@ -227,7 +241,9 @@ class Likelihood:
             raise ConfigError(f"models for {unknown} have no target; targets: {self._names()}")
         self.properties_ = [t.name for t in targets]
         self.models_, self.n_train_, self.std_source_ = {}, {}, {}
-        self.featurizer_ = self.featurizer if self.featurizer is not None else default_featurizer()
+        self.featurizer_ = (
+            self.featurizer if self.featurizer is not None else default_featurizer(self.kind)
+        )
         x = ok = None
         for name in self.properties_:
             model = given.get(name)
@@ -251,7 +267,7 @@ class Likelihood:
                     f"target {name!r}: only {int(rows.sum())} rows with a readable SMILES and a "
                     f"value; give at least {max(2, self.cv)}"
                 )
-            estimator = clone(model) if model is not None else BayesianRidge()
+            estimator = clone(model) if model is not None else self._default_estimator()
             forward = _SklearnForward(estimator, self.cv, self.seed).fit(x[rows], y[rows])
             self.models_[name] = forward
             self.n_train_[name] = int(rows.sum())
@@ -259,6 +275,17 @@ class Likelihood:
         if x is None:
             self.n_invalid_smiles_ = 0
         return self
+
+    def _default_estimator(self):
+        """BayesianRidge; on standardized inputs for compositions (pooled descriptors span
+        orders of magnitude, fingerprint counts do not)."""
+        from sklearn.linear_model import BayesianRidge
+        from sklearn.pipeline import make_pipeline
+        from sklearn.preprocessing import StandardScaler
+
+        if getattr(self, "kind", "molecule") == "composition":
+            return make_pipeline(StandardScaler(), BayesianRidge())
+        return BayesianRidge()
 
     # -- prediction ------------------------------------------------------------
     def predict(self, smiles: Sequence[str]) -> tuple[pd.DataFrame, pd.DataFrame]:
@@ -344,7 +371,10 @@ class Likelihood:
             if valid.any():
                 means[valid, k], stds[valid, k] = forward.predict(x[valid])
         if valid is None:
-            valid = np.asarray(parse_molecules(smiles).ok, bool)
+            if getattr(self, "kind", "molecule") == "composition":
+                valid = np.asarray(parse_compositions(smiles).ok, bool)
+            else:
+                valid = np.asarray(parse_molecules(smiles).ok, bool)
         stds = np.maximum(stds, float(self.min_std))
         return valid, means, stds
 

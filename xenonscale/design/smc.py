@@ -18,8 +18,10 @@ evaluated. Step ``s = 1 … T`` with annealing exponent ``β_s``:
    child that falls out (on the iQSPR tutorial task it raises the final
    in-target fraction from 47–65 % to 84–90 %, ``bench/README.md``).
    ``metropolis=False`` lets every child replace its parent: XenonPy's step;
-4. **deduplication** by RDKit canonical SMILES (unreadable children by their
-   text): the first copy of each molecule is kept; every duplicate slot is
+4. **deduplication** by RDKit canonical SMILES (a proposal with a
+   ``canonical`` function brings its own key: reduced formulas for
+   :class:`~xenonscale.design.compositions.CompositionProposal`; unreadable
+   children by their text): the first copy of each molecule is kept; every duplicate slot is
    refilled by drawing a new parent (multinomial, same weights) and moving
    it again (steps 3), up to ``retries`` rounds; duplicates left after that
    are dropped, so a step's population may be smaller than ``samples`` (the
@@ -226,6 +228,8 @@ class SMC:
                 "(xenonscale.design.train_ngram) or an object with one"
             )
         self.betas_ = annealing_schedule(steps, betas)
+        # the deduplication key: canonical SMILES, or the proposal's own (reduced formulas)
+        self.canonical = getattr(proposal, "canonical", canonical_smiles)
 
     # -- one chain, step by step ----------------------------------------------
     def start(self, smiles: Sequence[str], seed: Any = None) -> tuple[ChainState, pd.DataFrame]:
@@ -236,7 +240,7 @@ class SMC:
         rng = seed if isinstance(seed, np.random.Generator) else np.random.default_rng(seed)
         if isinstance(smiles, str):
             raise ConfigError(f"start set {smiles!r} is one string: pass a list of SMILES")
-        pool = _distinct(list(smiles))
+        pool = _distinct(list(smiles), self.canonical)
         if not pool:
             raise ConfigError("the start set is empty: give at least one SMILES")
         if len(pool) > self.samples:
@@ -312,7 +316,7 @@ class SMC:
         head = pd.DataFrame(
             {
                 "smiles": population,
-                "canonical_smiles": canonical_smiles(population),
+                "canonical_smiles": self.canonical(population),
                 "step": np.full(len(population), step, dtype=np.int32),
                 "beta": np.full(len(population), beta, dtype=np.float64),
             }
@@ -337,11 +341,9 @@ def _duplicate_slots(keys: list[str]) -> list[int]:
     return slots
 
 
-def _distinct(smiles: list[str]) -> list[str]:
+def _distinct(smiles: list[str], canonical=canonical_smiles) -> list[str]:
     texts = [str(s) for s in smiles]
-    keys = [
-        c if c is not None else "?" + t for c, t in zip(canonical_smiles(texts), texts, strict=True)
-    ]
+    keys = [c if c is not None else "?" + t for c, t in zip(canonical(texts), texts, strict=True)]
     seen: set[str] = set()
     out = []
     for text, key in zip(texts, keys, strict=True):
