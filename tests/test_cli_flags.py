@@ -72,7 +72,8 @@ def test_every_command_is_found():
     names = {" ".join(path) for path, _ in COMMANDS}
     for expected in ("featurize", "datasets list", "elements show", "train", "tune", "retrain",
                      "zoo build", "zoo export", "transfer", "ngram train", "design", "demo",
-                     "completion"):  # fmt: skip
+                     "completion", "sync", "databases list", "enumerate compositions",
+                     "predict", "index", "similar"):  # fmt: skip
         assert expected in names
 
 
@@ -106,7 +107,8 @@ def test_every_writing_command_takes_output():
     for path, command in LEAVES:
         flags = {flag for p in command.params if isinstance(p, click.Option) for flag in p.opts}
         if " ".join(path) in ("featurize", "train", "tune", "transfer", "design", "demo",
-                              "zoo build", "zoo export", "ngram train"):  # fmt: skip
+                              "zoo build", "zoo export", "ngram train",
+                              "enumerate compositions"):  # fmt: skip
             assert {"-o", "--output"} <= flags, path
 
 
@@ -149,6 +151,17 @@ def _assert_one_line(exit_code: int, stderr: str, value: str, fix: str) -> None:
     assert repr(value) in lines[0] and fix in lines[0], lines[0]
 
 
+def _positionals_before(command, param) -> list[str]:
+    """A plain word for every positional argument before ``param`` (so ``param`` gets the value)."""
+    words = []
+    for other in command.params:
+        if other is param:
+            break
+        if isinstance(other, click.Argument):
+            words.append("placeholder")
+    return words
+
+
 def _bad_values():
     """(argv, value, fix) for every option or argument taking JSON, a choice or a path."""
     cases = []
@@ -163,7 +176,8 @@ def _bad_values():
                 cases.append((argv, value, FIXES["choice"]))
             elif isinstance(param.type, Input | ExistingPath):
                 value = "/no/such/path.csv"
-                argv = [*path, flag, value] if flag else [*path, value]
+                before = _positionals_before(command, param)  # e.g. predict's model list
+                argv = [*path, flag, value] if flag else [*path, *before, value]
                 cases.append((argv, value, FIXES["path"]))
     return cases
 

@@ -32,9 +32,12 @@ from xenonscale.cli.completion import COMPLETE_VAR, completion
 from xenonscale.cli.databases import databases
 from xenonscale.cli.demo import demo
 from xenonscale.cli.design import design
+from xenonscale.cli.enumerate import enumerate_group
 from xenonscale.cli.errors import one_line, os_error_line, usage_line
 from xenonscale.cli.featurize import featurize
 from xenonscale.cli.ngram import ngram
+from xenonscale.cli.predict import predict
+from xenonscale.cli.similarity import index, similar
 from xenonscale.cli.sync import sync
 from xenonscale.cli.train import retrain, train, tune
 from xenonscale.cli.transfer import transfer
@@ -98,8 +101,9 @@ def cli() -> None:
     """Materials informatics at database scale: descriptors, models, transfer, design."""
 
 
-for _command in (featurize, sync, datasets, databases, elements, train, tune, retrain, zoo,
-                 transfer, ngram, design, demo, benchmark, completion):  # fmt: skip
+for _command in (featurize, sync, enumerate_group, datasets, databases, elements, train, tune,
+                 retrain, zoo, predict, index, similar, transfer, ngram, design, demo, benchmark,
+                 completion):  # fmt: skip
     cli.add_command(_command)
 
 

@@ -42,6 +42,7 @@ __all__ = [
     "LOSSES",
     "TASKS",
     "auth_env",
+    "charge_balanced",
     "column",
     "input_argument",
     "kind",
@@ -53,6 +54,7 @@ __all__ = [
     "only",
     "order",
     "output",
+    "partition_rows",
     "register",
     "response_fields",
     "scheduler",
@@ -130,6 +132,17 @@ auth_env = _option(
     help="optimade: sources: NAME of the environment variable holding an API key "
     "(sent as X-API-KEY; the key is never printed or stored)",
 )
+atoms = _option(
+    "--atoms",
+    type=POSITIVE_INT,
+    help="the most atoms in a candidate's reduced formula",
+)
+charge_balanced = _option(
+    "--charge-balanced",
+    is_flag=True,
+    help="only compositions that can be charge-neutral with common oxidation states "
+    "(mixed valence allowed, as pymatgen's oxi_state_guesses)",
+)
 column = _option(
     "--column",
     metavar="NAME",
@@ -144,6 +157,11 @@ max_epochs = _option(
     "--max-epochs",
     type=POSITIVE_INT,
     help="most training epochs",
+)
+partition_rows = _option(
+    "--partition-rows",
+    type=POSITIVE_INT,
+    help="rows per task (default: by feature width)",
 )
 no_progress = _option(
     "--no-progress",
