@@ -73,7 +73,7 @@ def test_every_command_is_found():
     for expected in ("featurize", "datasets list", "elements show", "train", "tune", "retrain",
                      "zoo build", "zoo export", "transfer", "ngram train", "design", "demo",
                      "completion", "sync", "databases list", "enumerate compositions",
-                     "predict", "index", "similar"):  # fmt: skip
+                     "predict", "screen", "index", "similar"):  # fmt: skip
         assert expected in names
 
 
@@ -108,7 +108,7 @@ def test_every_writing_command_takes_output():
         flags = {flag for p in command.params if isinstance(p, click.Option) for flag in p.opts}
         if " ".join(path) in ("featurize", "train", "tune", "transfer", "design", "demo",
                               "zoo build", "zoo export", "ngram train",
-                              "enumerate compositions"):  # fmt: skip
+                              "enumerate compositions", "screen"):  # fmt: skip
             assert {"-o", "--output"} <= flags, path
 
 

@@ -32,25 +32,6 @@ from xenonscale.errors import ConfigError
 __all__ = ["design"]
 
 
-class TargetRange(click.ParamType):
-    """``PROP=LOW:HIGH`` (either end optional), checked as the design library parses it."""
-
-    name = "range"
-
-    def get_metavar(self, param, ctx=None) -> str:
-        return "PROP=LOW:HIGH"
-
-    def convert(self, value, param, ctx) -> str:
-        from xenonscale.design import parse_targets
-        from xenonscale.errors import XenonscaleError
-
-        try:
-            parse_targets([value])
-        except XenonscaleError as exc:
-            self.fail(str(exc), param, ctx)
-        return value
-
-
 def _read(path: str, text: str, smiles_column: str, columns: list[str]):
     from xenonscale.cli.tables import read_frame
 
@@ -87,15 +68,7 @@ def _read(path: str, text: str, smiles_column: str, columns: list[str]):
 )
 @options.atoms("max_atoms", default=20, show_default=True)
 @options.charge_balanced()
-@click.option(
-    "--target-range",
-    "targets",
-    type=TargetRange(),
-    multiple=True,
-    required=True,
-    help="target range of a property column of DATA, e.g. 'E=0:200' or "
-    "'HOMO-LUMO gap=:3'; repeat for several",
-)
+@options.target_range("targets", required=True)
 @click.option(
     "--ngram",
     type=ExistingPath("n-gram model folder"),

@@ -37,6 +37,7 @@ from xenonscale.cli.errors import one_line, os_error_line, usage_line
 from xenonscale.cli.featurize import featurize
 from xenonscale.cli.ngram import ngram
 from xenonscale.cli.predict import predict
+from xenonscale.cli.screen import screen
 from xenonscale.cli.similarity import index, similar
 from xenonscale.cli.sync import sync
 from xenonscale.cli.train import retrain, train, tune
@@ -102,8 +103,8 @@ def cli() -> None:
 
 
 for _command in (featurize, sync, enumerate_group, datasets, databases, elements, train, tune,
-                 retrain, zoo, predict, index, similar, transfer, ngram, design, demo, benchmark,
-                 completion):  # fmt: skip
+                 retrain, zoo, predict, screen, index, similar, transfer, ngram, design, demo,
+                 benchmark, completion):  # fmt: skip
     cli.add_command(_command)
 
 

@@ -35,6 +35,7 @@ from xenonscale.cli.types import (
     WORKERS,
     Choice,
     CommaList,
+    TargetRange,
 )
 
 __all__ = [
@@ -61,6 +62,7 @@ __all__ = [
     "seed",
     "storage_options",
     "target",
+    "target_range",
     "task",
     "workers",
     "zoo_options",
@@ -131,6 +133,13 @@ auth_env = _option(
     metavar="VAR",
     help="optimade: sources: NAME of the environment variable holding an API key "
     "(sent as X-API-KEY; the key is never printed or stored)",
+)
+target_range = _option(
+    "--target-range",
+    type=TargetRange(),
+    multiple=True,
+    help="target range of a property, e.g. 'E=0:200' or 'HOMO-LUMO gap=:3' (either end "
+    "optional); repeat for several",
 )
 atoms = _option(
     "--atoms",

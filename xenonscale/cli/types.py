@@ -41,6 +41,7 @@ __all__ = [
     "CommaList",
     "Devices",
     "IntList",
+    "TargetRange",
     "library_names",
     "max_workers",
 ]
@@ -260,6 +261,25 @@ class Devices(click.ParamType):
         if number < 1:
             self.fail(f"{number} devices: give at least 1, or 'auto'", param, ctx)
         return number
+
+
+class TargetRange(click.ParamType):
+    """``PROP=LOW:HIGH`` (either end optional), checked as the design library parses it."""
+
+    name = "range"
+
+    def get_metavar(self, param, ctx=None) -> str:
+        return "PROP=LOW:HIGH"
+
+    def convert(self, value, param, ctx) -> str:
+        from xenonscale.design import parse_targets
+        from xenonscale.errors import XenonscaleError
+
+        try:
+            parse_targets([value])
+        except XenonscaleError as exc:
+            self.fail(str(exc), param, ctx)
+        return value
 
 
 POSITIVE_INT = PositiveInt()
