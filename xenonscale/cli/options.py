@@ -56,6 +56,7 @@ __all__ = [
     "order",
     "output",
     "partition_rows",
+    "refeaturize",
     "register",
     "response_fields",
     "scheduler",
@@ -140,6 +141,12 @@ target_range = _option(
     multiple=True,
     help="target range of a property, e.g. 'E=0:200' or 'HOMO-LUMO gap=:3' (either end "
     "optional); repeat for several",
+)
+refeaturize = _option(
+    "--refeaturize",
+    is_flag=True,
+    help="featurize a store's input text with each model's featurizer where the store's "
+    "features are not the model's",
 )
 atoms = _option(
     "--atoms",

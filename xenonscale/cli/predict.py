@@ -34,12 +34,7 @@ __all__ = ["predict"]
 @options.input_argument()
 @options.output()
 @options.column()
-@click.option(
-    "--refeaturize",
-    is_flag=True,
-    help="featurize a store's input text with each model's featurizer where the store's "
-    "features are not the model's",
-)
+@options.refeaturize()
 @click.option(
     "--return-std/--no-std",
     "return_std",

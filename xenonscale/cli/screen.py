@@ -53,11 +53,7 @@ __all__ = ["screen"]
 )
 @options.column()
 @options.partition_rows()
-@click.option(
-    "--refeaturize",
-    is_flag=True,
-    help="featurize a store's inputs with the model's own featurizer when they differ",
-)
+@options.refeaturize()
 @options.workers()
 @options.scheduler()
 @options.zoo_options
