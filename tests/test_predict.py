@@ -29,6 +29,7 @@ from xenonscale.engine import featurize_to_store
 from xenonscale.errors import ConfigError, StoreError
 from xenonscale.featurize.registry import FeaturizerSpec
 from xenonscale.store.layout import StoreLocation, open_store, read_errors, store_state
+from xenonscale.store.similarity import build_index, open_index
 from xenonscale.workflows import PredictionSummary, predict_to_store
 from xenonscale.workflows.registration import train_and_register
 from xenonscale.zoo import Zoo
@@ -348,3 +349,103 @@ def test_cli(gap, zoo, client, tmp_path):
         assert error.startswith("xenonscale") and fix in error, error
     result = CliRunner().invoke(_cli(), ["predict", "gap-mlp", store, "--column", "x", *common])
     assert result.exit_code == 2 and "--column" in result.stderr
+
+
+@pytest.fixture(scope="module")
+def gap_index(gap):
+    """The similarity index of the MLP's training store (what --domain reads)."""
+    store, _ = gap
+    build_index(store, progress=False)
+    return open_index(store)
+
+
+def test_domain_distance_of_the_training_rows_is_zero(gap, gap_index, zoo, client):
+    """(a) --domain on the training store itself: its own rows are in the index."""
+    store, _ = gap
+    summary = predict_to_store("gap-mlp", store, zoo=zoo, client=client, domain=True,
+                               partition_rows=200, progress=False)  # fmt: skip
+    group = _predictions(store, "gap-mlp")
+    distance = group["domain_distance"][:]
+    ok = open_store(store)["ok"].values
+    assert distance.dtype == np.float32 and distance.shape == (ROWS,)
+    assert np.isnan(distance[~ok]).all() and np.abs(distance[ok]).max() <= 1e-6
+    record = group.attrs["domain"]
+    assert record["reference"] == gap_index.reference and record["metric"] == "l2"
+    assert record["rows"] == int(ok.sum()) == len(gap_index)
+    assert summary.domain == {"gap-mlp": record} and set(record["reference"]) >= {"0.99"}
+    _assert_same(group["target"][:], zoo.load("gap-mlp").predict(_inputs(store))["target"])
+
+
+def test_domain_distance_equals_brute_force(gap, gap_index, zoo, client, data_dir, tmp_path):
+    """(b) other formulas from a CSV: nearest Euclidean distance in standardized units."""
+    store, frame = gap
+    everything = pd.read_csv(data_dir / "compositions" / "matbench_expt_gap.csv")
+    others = everything.loc[~everything["formula"].isin(frame["formula"]), "formula"]
+    formulas = [*others.head(60).tolist(), "Xx2", frame.loc[0, "formula"]]
+    csv = tmp_path / "others.csv"
+    pd.DataFrame({"formula": formulas}).to_csv(csv, index=False)
+    out = tmp_path / "others.parquet"
+    summary = predict_to_store("gap-mlp,gap-ens", str(csv), str(out), zoo=zoo, client=client,
+                               domain=True, partition_rows=25, progress=False)  # fmt: skip
+    table = pd.read_parquet(out)
+    assert table["gap-mlp:domain_distance"].dtype == np.float32
+    means, stds = gap_index.means, gap_index.stds
+
+    def standardized(values: np.ndarray) -> np.ndarray:
+        values = np.asarray(values, dtype=np.float64)
+        return (np.where(np.isfinite(values), values, means) - means) / stds
+
+    group = zarr.open_group(store, mode="r")
+    ok = np.asarray(group["ok"][:], dtype=bool)
+    training = standardized(group["features"][:][ok])
+    batch = gap_index.featurize(formulas)  # the store's featurizer: the model's
+    queries = standardized(np.asarray(batch.values, np.float32)[batch.ok])  # as stored
+    want = np.sqrt(((queries[:, None, :] - training[None]) ** 2).sum(axis=2)).min(axis=1)
+    for label in ("gap-mlp", "gap-ens"):
+        got = table[f"{label}:domain_distance"].to_numpy(np.float64)
+        assert np.isnan(got[~batch.ok]).all() and table.loc[~batch.ok, "error"].ne("").all()
+        np.testing.assert_allclose(got[batch.ok], want, rtol=1e-5, atol=1e-6)
+    assert want[-1] == 0.0 and want.max() > 0
+    schema = pq.read_schema(out / "part-000000.parquet")
+    models = json.loads(schema.metadata[b"xenonscale"])["models"]
+    assert models["gap-ens"]["domain"]["reference"] == gap_index.reference
+    assert summary.domain["gap-mlp"]["store"] == models["gap-mlp"]["domain"]["store"]
+
+
+def test_domain_needs_an_index_and_feature_inputs(gap, gap_index, zoo, client, tmp_path):
+    """A missing index names `xenonscale index STORE`; composition models are refused."""
+    store, _ = gap
+    folder = Path(store) / "_xenonscale" / "index"
+    aside = tmp_path / "index"
+    folder.rename(aside)
+    try:
+        with pytest.raises(StoreError) as caught:
+            predict_to_store("gap-mlp", store, zoo=zoo, client=client, domain=True,
+                             progress=False)  # fmt: skip
+    finally:
+        aside.rename(folder)
+    message = str(caught.value)
+    assert "\n" not in message and "xenonscale index" in message and "gap.zarr" in message
+    assert "gap-mlp@1" in message
+    with pytest.raises(ConfigError, match="not supported") as caught:
+        predict_to_store("gap-attn", store, zoo=zoo, client=client, domain=True,
+                         progress=False)  # fmt: skip
+    assert "\n" not in str(caught.value) and "--domain" in str(caught.value)
+
+
+def test_cli_domain(gap, gap_index, zoo, client, tmp_path):
+    """``--domain``: the distance column and a line with the training rows' scale."""
+    store, _ = gap
+    zoo_folder = str(Path(zoo.artifacts.root).parent)
+    out = tmp_path / "cli-domain.parquet"
+    result = CliRunner().invoke(
+        _cli(),
+        ["predict", "gap-mlp", store, "-o", str(out), "--domain", "--zoo", zoo_folder,
+         "--scheduler", client.scheduler.address, "--no-progress"],
+    )  # fmt: skip
+    assert result.exit_code == 0, result.output
+    summary, scale = result.stdout.strip().splitlines()
+    assert summary.startswith(f"{ROWS:,} rows")
+    assert scale.startswith("gap-mlp:domain_distance") and "99 %" in scale
+    table = pd.read_parquet(out)
+    assert np.nanmax(np.abs(table["gap-mlp:domain_distance"].to_numpy())) <= 1e-6

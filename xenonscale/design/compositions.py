@@ -10,14 +10,16 @@ child by one random move,
 * **amount**: one element's amount goes up or down by 1 (at least 1),
 
 then reduces the amounts by their gcd (``Fe2O4`` → ``FeO2``). A child must
-keep ``1 ≤ atoms ≤ max_atoms`` and at most ``max_elements`` elements; with
+keep ``1 ≤ atoms ≤ max_atoms`` and ``min_elements`` (default 2, as the
+enumerated spaces) to ``max_elements`` elements; with
 ``charge_balanced=True`` it must also admit a neutral assignment of common
 oxidation states (:class:`xenonscale.chem.neutrality.ChargeNeutrality`, mixed
 valence allowed, as pymatgen's ``oxi_state_guesses``). A
 parent whose moves all fail ``tries`` times proposes itself (the chain keeps
-it). Formulas are written by pymatgen's ``reduced_formula`` (electronegativity
-order), which is also the deduplication key (:func:`canonical_formulas`), so
-``OFe`` and ``FeO`` are one candidate.
+it). Formulas are written in pymatgen's element order (electronegativity),
+amounts of 1 left out, no groups — as the enumerated spaces write them — and
+that text is the deduplication key (:func:`canonical_formulas`), so ``OFe``
+and ``FeO`` are one candidate.
 
 Examples
 --------
@@ -81,14 +83,18 @@ def _reduced(amounts: dict[str, int]) -> dict[str, int]:
 
 
 def _formula(amounts: dict[str, int]) -> str:
+    """``Fe2O3``: elements in pymatgen's order (electronegativity), amounts of 1 left out, no
+    groups or diatomic rewriting (pymatgen's ``reduced_formula`` writes ``Mg(AlS2)2`` and
+    ``O2``), so formulas equal the enumeration's (:mod:`xenonscale.chem.enumeration`)."""
     from pymatgen.core import Composition
 
-    return Composition(amounts).reduced_formula
+    order = [token.rstrip("0123456789.") for token in Composition(amounts).formula.split()]
+    return "".join(e + (str(amounts[e]) if amounts[e] != 1 else "") for e in order)
 
 
 def canonical_formulas(texts: Sequence[object]) -> list[str | None]:
-    """The reduced integer formula of each text (pymatgen order; fractional formulas scaled to
-    whole atoms first), None where it is unreadable."""
+    """The reduced integer formula of each text (pymatgen's element order, no groups;
+    fractional formulas scaled to whole atoms first), None where it is unreadable."""
     out: list[str | None] = []
     for text in texts:
         amounts = _integer_amounts(text)
@@ -113,6 +119,7 @@ class CompositionProposal:
         *,
         max_atoms: int = 20,
         max_elements: int | None = None,
+        min_elements: int = 2,
         charge_balanced: bool = False,
         tries: int = 20,
     ) -> None:
@@ -130,6 +137,12 @@ class CompositionProposal:
         self.elements = elements
         self.max_atoms = int(max_atoms)
         self.max_elements = int(max_elements) if max_elements else len(elements)
+        self.min_elements = int(min_elements)
+        if not 1 <= self.min_elements <= min(self.max_elements, len(elements)):
+            raise ConfigError(
+                f"min_elements={min_elements!r}: use 1 to {min(self.max_elements, len(elements))} "
+                f"for {len(elements)} element(s) and max_elements={self.max_elements}"
+            )
         self.charge_balanced = bool(charge_balanced)
         self.tries = int(tries)
         self._neutral = ChargeNeutrality(elements, self.max_atoms) if charge_balanced else None
@@ -142,7 +155,9 @@ class CompositionProposal:
     def _allowed(self, amounts: dict[str, int]) -> bool:
         if not amounts or any(e not in self.elements for e in amounts):
             return False
-        if sum(amounts.values()) > self.max_atoms or len(amounts) > self.max_elements:
+        if sum(amounts.values()) > self.max_atoms:
+            return False
+        if not self.min_elements <= len(amounts) <= self.max_elements:
             return False
         if self._neutral is not None:
             vector = np.array([[amounts.get(e, 0) for e in self.elements]], dtype=np.int64)

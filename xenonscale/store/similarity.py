@@ -83,6 +83,7 @@ __all__ = [
     "IndexInfo",
     "SimilarityIndex",
     "build_index",
+    "index_record",
     "open_index",
 ]
 
@@ -441,21 +442,23 @@ def _sha256_file(path: str) -> str:
     return digest.hexdigest()
 
 
-def open_index(store: str, *, storage_options: dict | None = None) -> SimilarityIndex:
-    """The similarity index of ``store``, checked against the store as it is now.
+def index_record(store: str, *, storage_options: dict | None = None) -> dict:
+    """The ``index.json`` record of ``store``'s index, checked against the store as it is
+    now (as :func:`open_index` checks it) without reading the index files: metric,
+    standardize, means, stds, features, rows, ``nearest_distance_quantiles``, ``files``.
 
     Raises
     ------
     StoreError
-        No index (``run `xenonscale index STORE```), a stale one (the store was
-        featurized again or synced since), or index files that do not match their
-        record (an interrupted build).
+        No store, no index (``run `xenonscale index STORE```), or a stale one.
     """
-    location = StoreLocation(store, storage_options)
+    meta, _ = _checked_record(store, StoreLocation(store, storage_options))
+    return meta
+
+
+def _checked_record(store: str, location: StoreLocation) -> tuple[dict, _StoreFeatures]:
     reader = _StoreFeatures(location)
-    folder = location.path(BOOKKEEPING, INDEX_FOLDER)
-    fs = location.fs
-    if not fs.exists(f"{folder}/{META_FILE}"):
+    if not location.fs.exists(location.path(BOOKKEEPING, INDEX_FOLDER, META_FILE)):
         raise StoreError(f"store {store!r} has no similarity index: run `xenonscale index {store}`")
     meta = location.read_json(BOOKKEEPING, INDEX_FOLDER, META_FILE)
     if meta.get("format") != FORMAT:
@@ -470,6 +473,22 @@ def open_index(store: str, *, storage_options: dict | None = None) -> Similarity
             f"indexed (fingerprint {meta['store_fingerprint']} → {now}): run "
             f"`xenonscale index {store}` again"
         )
+    return meta, reader
+
+
+def open_index(store: str, *, storage_options: dict | None = None) -> SimilarityIndex:
+    """The similarity index of ``store``, checked against the store as it is now.
+
+    Raises
+    ------
+    StoreError
+        No index (``run `xenonscale index STORE```), a stale one (the store was
+        featurized again or synced since), or index files that do not match their
+        record (an interrupted build).
+    """
+    location = StoreLocation(store, storage_options)
+    meta, reader = _checked_record(store, location)
+    folder = location.path(BOOKKEEPING, INDEX_FOLDER)
     try:
         rows, index = _read_files(store, location, folder, meta)
     except FileNotFoundError as exc:

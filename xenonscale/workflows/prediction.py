@@ -36,6 +36,31 @@ and nothing for single networks; ``True`` demands it (a single network is a
 named in the output by its name, or ``name@version`` when one name is given
 twice (two versions side by side).
 
+Applicability domain
+--------------------
+``domain=True`` (``--domain``) adds, for every predicted row, its distance to
+the model's training data: ``<model>:domain_distance``, the distance to the
+nearest indexed row of the store the card names as its training data
+(``card["training_data"]["store"]``: every featurized row of it, validation
+and test rows included), in that store's similarity index
+(:mod:`xenonscale.store.similarity`: standardized features, Euclidean for an
+``l2`` index, ``1 - cos`` for ``cosine``), computed from the very features the
+model reads. It is float32, NaN where the row has no features. Only models
+that read ``features`` have it (MLPs and ensembles of them); a model that
+reads composition slots or graph rows is refused in one line (predict it in
+a job without ``--domain``). The training store must be indexed as it is now
+(``xenonscale index STORE``; a missing or stale index, or a store changed
+since the model was trained, is refused in one line before any work) and
+reachable from the workers, which open its index once per process (the
+whole index is held in memory: rows × features × 4 bytes). With each model's
+distances comes the scale to read them on, ``reference``: quantiles (``"0.5"``
+… ``"1.0"``) of the distance from up to 1,000 training rows to their nearest
+other training row; a row farther than the ``"0.99"`` quantile is farther from
+the training data than 99 % of the training rows are from each other: out of
+domain. It is in the model group's ``domain`` attribute (store output), in the
+``domain`` entry of the model in the Parquet schema metadata, and in
+:attr:`PredictionSummary.domain`.
+
 Outputs
 -------
 Into the store (store input, ``output=None``)::
@@ -46,6 +71,7 @@ Into the store (store input, ``output=None``)::
                                        complete, predicted
         <target>      float32 [sample] chunked like the store; NaN where not predicted
         <target>_std  float32 [sample] ensembles (return_std)
+        domain_distance float32 [sample] with domain=True (attrs: domain)
         error         str     [sample] "" when predicted, else the reason
     STORE/_xenonscale/predict/<job>/   manifest.json, done/NNNNNN.json
 
@@ -61,7 +87,8 @@ input)::
     OUT.parquet/                       a folder: pandas.read_parquet("OUT.parquet")
       part-NNNNNN.parquet              one per partition, written by its worker:
                                        row int64, id str, <model>:<target> float32,
-                                       <model>:<target>_std float32, error str
+                                       <model>:<target>_std float32,
+                                       <model>:domain_distance float32, error str
       _xenonscale/                     manifest.json, done/NNNNNN.json, lock.json,
                                        summary.json (readers skip names starting with _)
 
@@ -122,7 +149,7 @@ import threading
 import time
 from collections import OrderedDict
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 
 import numpy as np
 import pandas as pd
@@ -145,6 +172,7 @@ from xenonscale.store.layout import (
     store_fingerprint,
     store_state,
 )
+from xenonscale.store.similarity import INDEX_FILE, SimilarityIndex, index_record, open_index
 from xenonscale.store.writer import as_text
 from xenonscale.zoo.model import ZooModel
 from xenonscale.zoo.refs import ModelRef, parse_ref
@@ -162,6 +190,10 @@ MAX_PARTITION_ROWS = 50_000
 JOBS = "predict"
 #: Models a worker process keeps loaded.
 CACHED_MODELS = 8
+#: Similarity indexes (of training stores, ``domain=True``) a worker process keeps open.
+CACHED_INDEXES = 2
+#: The array (``predictions/<model>/domain_distance``) and column suffix of the distances.
+DOMAIN = "domain_distance"
 _ERROR = "error"
 _PART = "part-{:06d}.parquet"
 
@@ -173,6 +205,8 @@ class PredictionSummary:
     ``predicted`` counts the rows every model predicted, ``errors`` the rows at
     least one model could not; ``models`` are the versions used
     (``name@version``), ``output`` the predictions group or the Parquet folder.
+    ``domain`` (``domain=True``): by model name, the training store whose index
+    gave ``domain_distance``, the index's metric and its ``reference`` quantiles.
     """
 
     rows: int
@@ -184,6 +218,7 @@ class PredictionSummary:
     resumed_partitions: int
     partitions: int = 0
     per_model: dict[str, int] = field(default_factory=dict)
+    domain: dict[str, dict] = field(default_factory=dict)
 
     @property
     def rows_per_second(self) -> float:
@@ -201,6 +236,7 @@ class _Model:
     reads: str  # "features" | "composition" | "graph" (store arrays) or "featurize"
     featurizer: dict | None  # the card's, for "featurize"
     std: bool
+    domain: dict | None = None  # the training store's index record (domain=True)
 
 
 @dataclass(frozen=True)
@@ -273,6 +309,7 @@ def predict_to_store(
     client=None,
     refeaturize: bool = False,
     return_std: bool | None = None,
+    domain: bool = False,
     partition_rows: int | None = None,
     progress: bool = True,
     storage_options: dict | None = None,
@@ -307,6 +344,11 @@ def predict_to_store(
     return_std
         ``None``: ``<target>_std`` for ensembles only; ``True``: for every
         model (each must be an ensemble); ``False``: never.
+    domain
+        Add each row's ``domain_distance`` to the model's training store (its
+        similarity index, ``xenonscale index STORE``) and that store's
+        nearest-neighbour distance quantiles; models that read ``features`` only
+        (see the module docstring).
     partition_rows
         Rows per task (a store's are rounded up to whole chunks). Default:
         about 256 MiB of float32 inputs per task, at most 50,000 rows.
@@ -327,6 +369,8 @@ def predict_to_store(
         raise ConfigError(f"--partition-rows {partition_rows!r}: use a positive number of rows")
     if return_std not in (None, True, False):
         raise ConfigError(f"return_std={return_std!r}: use True, False or None (ensembles only)")
+    if domain not in (True, False):
+        raise ConfigError(f"domain={domain!r}: use True or False")
     refs = _parse_refs(models)
     address, cards = _resolve_models(refs, zoo)
     store = _store_input(input, storage_options)
@@ -345,6 +389,8 @@ def predict_to_store(
         attrs, chunk, width = {}, 1, max(_width(card) for card in cards)
         identity = {"source": source.describe(), "fingerprint": source.fingerprint()}
         job_input = _Input(source=source)
+    if domain:
+        plans = _with_domain(plans, cards, storage_options)
     rows_per_task = _partition_rows(partition_rows, chunk, width)
     kind, location = _output_location(output, store, storage_options)
     job = spec_hash(
@@ -357,7 +403,11 @@ def predict_to_store(
     )
     metadata = json.dumps(
         {
-            "models": {p.label: {"ref": p.ref, "card_sha256": p.card_sha256} for p in plans},
+            "models": {
+                p.label: {"ref": p.ref, "card_sha256": p.card_sha256}
+                | ({"domain": p.domain} if p.domain else {})
+                for p in plans
+            },
             "job": job,
             "input": identity,
         },
@@ -376,7 +426,7 @@ def predict_to_store(
         if pending:
             errors = _store_errors(store, pending) if store is not None else {}
             _run(pending, errors, job_input, plans, address, out, manifest["rows"], done,
-                 client, workers, scheduler, progress)  # fmt: skip
+                 client, workers, scheduler, progress, storage_options)  # fmt: skip
         return _finish(out, manifest, partitions, plans, len(partitions) - len(pending), started)
 
 
@@ -567,6 +617,61 @@ def _plan(card: dict, label: str, reads: str, return_std) -> _Model:
     )
 
 
+def _with_domain(plans: list[_Model], cards: list[dict], storage_options) -> list[_Model]:
+    """Each plan with its training store's index record (checked: indexed, not stale, the
+    store the model was trained on, the model's input width)."""
+    found = []
+    for plan, card in zip(plans, cards, strict=True):
+        inputs = card.get("inputs", "features")
+        if inputs != "features":
+            raise ConfigError(
+                f"--domain: {plan.ref} reads {inputs} inputs; the applicability domain is "
+                "measured on features (MLPs and their ensembles) and is not supported for it: "
+                "predict it in a job without --domain"
+            )
+        if DOMAIN in plan.targets:
+            raise ConfigError(
+                f"--domain: {plan.ref} has a target named {DOMAIN!r}, where the distances go: "
+                "leave --domain out"
+            )
+        training = card.get("training_data") or {}
+        if not training.get("store"):
+            raise ConfigError(
+                f"--domain: the card of {plan.ref} names no training store "
+                "(training_data.store): leave --domain out for it"
+            )
+        store = canonical_url(str(training["store"]))
+        try:
+            meta = index_record(store, storage_options=storage_options)
+        except StoreError as exc:
+            raise StoreError(f"--domain: {plan.ref} was trained on {store!r}: {exc}") from exc
+        trained_on = training.get("store_fingerprint")
+        if trained_on and trained_on != meta["store_fingerprint"]:
+            raise StoreError(
+                f"--domain: {plan.ref} was trained on {store!r} as it was before (fingerprint "
+                f"{trained_on}, now {meta['store_fingerprint']}): its index is not the "
+                "model's training data; retrain the model or leave --domain out"
+            )
+        if meta["features"] != _width(card):
+            raise StoreError(
+                f"--domain: the index of {store!r} has {meta['features']} features, "
+                f"{plan.ref} reads {_width(card)}: leave --domain out for it"
+            )
+        record = {
+            "store": store,
+            "store_fingerprint": meta["store_fingerprint"],
+            "index_sha256": meta["files"][INDEX_FILE]["sha256"],
+            "metric": meta["metric"],
+            "distance": meta.get("distance"),
+            "standardize": meta["standardize"],
+            "rows": meta["rows"],
+            "k": 1,
+            "reference": dict(meta.get("nearest_distance_quantiles") or {}),
+        }
+        found.append(replace(plan, domain=record))
+    return found
+
+
 def _source_plans(cards: list[dict], return_std) -> list[_Model]:
     for card in cards:
         if card.get("featurizer") is None:
@@ -694,6 +799,7 @@ def _prepare_store_output(location: StoreLocation, plans: list[_Model], attrs, j
 def _create_model_group(root, plan: _Model, rows, chunk, compressors, attrs, job) -> None:
     sub = root.create_group(plan.label)
     names = [*plan.targets, *(f"{t}_std" for t in plan.targets if plan.std)]
+    names += [DOMAIN] if plan.domain else []
     bad = [n for n in names if "/" in n or n.startswith("__") or n in (_ERROR, "", ".", "..")]
     if bad or len(set(names)) != len(names):
         raise ConfigError(
@@ -717,6 +823,7 @@ def _create_model_group(root, plan: _Model, rows, chunk, compressors, attrs, job
             "reads": plan.reads,
             "store_fingerprint": store_fingerprint(attrs),
             "complete": False,
+            **({"domain": plan.domain} if plan.domain else {}),
         }
     )
 
@@ -775,7 +882,7 @@ def _store_errors(store: StoreLocation, pending: list[Partition]) -> dict[int, d
 
 
 def _run(pending, errors, job_input, plans, address, out, total, done, client, workers,
-         scheduler, progress) -> None:  # fmt: skip
+         scheduler, progress, storage_options) -> None:  # fmt: skip
     from distributed import as_completed
 
     own = client is None
@@ -789,6 +896,7 @@ def _run(pending, errors, job_input, plans, address, out, total, done, client, w
             models=plans,
             zoo=address,
             out=out,
+            index_options=storage_options if any(p.domain for p in plans) else None,
             pure=False,  # a rerun in the same session gets fresh tasks
         )
         initial = sum(record["rows"] for record in done.values())
@@ -840,6 +948,7 @@ def _finish(out: _Output, manifest, partitions, plans, resumed, started) -> Pred
         resumed_partitions=resumed,
         partitions=len(partitions),
         per_model=per_model,
+        domain={p.label: p.domain for p in plans if p.domain},
     )
 
 
@@ -884,6 +993,31 @@ def _zoo_model(zoo: _ZooAddress, plan: _Model) -> ZooModel:
         return model
 
 
+_INDEXES: OrderedDict[tuple, SimilarityIndex] = OrderedDict()
+_INDEXES_LOCK = threading.Lock()
+
+
+def _domain_index(domain: dict, storage_options: dict | None) -> SimilarityIndex:
+    """A training store's similarity index, opened once per worker process (by store,
+    fsspec options and the index file's sha256)."""
+    options = json.dumps(storage_options, sort_keys=True, default=str)
+    key = (domain["store"], options, domain["index_sha256"])
+    with _INDEXES_LOCK:
+        if key in _INDEXES:
+            _INDEXES.move_to_end(key)
+            return _INDEXES[key]
+        index = open_index(domain["store"], storage_options=storage_options)
+        if index.meta["files"][INDEX_FILE]["sha256"] != domain["index_sha256"]:
+            raise StoreError(
+                f"the similarity index of {domain['store']!r} was rebuilt after the job "
+                "started: rerun the job"
+            )
+        _INDEXES[key] = index
+        while len(_INDEXES) > CACHED_INDEXES:
+            _INDEXES.popitem(last=False)
+        return index
+
+
 def _predict_partition(
     partition: Partition,
     store_errors: dict[int, str],
@@ -891,13 +1025,16 @@ def _predict_partition(
     models: list[_Model],
     zoo: _ZooAddress,
     out: _Output,
+    index_options: dict | None = None,
 ) -> dict:
-    """Worker task: read the rows → predict with every model → write → done marker."""
+    """Worker task: read the rows → predict with every model (and its rows' distances to
+    its training data) → write → done marker."""
     n = partition.rows
     rows = np.arange(partition.start, partition.stop, dtype=np.int64)
     reader = _Rows(partition, job_input)
     values: dict[str, np.ndarray] = {}
     stds: dict[str, np.ndarray] = {}
+    distances: dict[str, np.ndarray] = {}
     reasons: dict[str, dict[int, str]] = {}
     batches: dict[str, object] = {}
     threads = _torch_threads()
@@ -925,6 +1062,12 @@ def _predict_partition(
                         predicted[usable], spread[usable] = result
                     else:
                         predicted[usable] = result
+                if plan.domain:
+                    distance = np.full(n, np.nan, dtype=np.float32)
+                    if usable.any():
+                        index = _domain_index(plan.domain, index_options)
+                        distance[usable] = index.distance_to_training(x, k=plan.domain["k"])
+                    distances[plan.label] = distance
                 for row in np.flatnonzero(~usable).tolist():
                     why.setdefault(row, "not predicted")
                 values[plan.label], reasons[plan.label] = predicted, why
@@ -936,9 +1079,9 @@ def _predict_partition(
     for why in reasons.values():
         failed[list(why)] = True
     if out.kind == "store":
-        _write_store(out, partition, models, values, stds, reasons)
+        _write_store(out, partition, models, values, stds, reasons, distances)
     else:
-        frame = _frame(n, reader.ids(), rows, models, values, stds, reasons)
+        frame = _frame(n, reader.ids(), rows, models, values, stds, reasons, distances)
         _write_parquet(out, partition.index, frame)
     record = {
         "index": partition.index,
@@ -1040,7 +1183,8 @@ def _restore_torch_threads(threads: int | None) -> None:
         torch.set_num_threads(threads)
 
 
-def _write_store(out: _Output, partition: Partition, models, values, stds, reasons) -> None:
+def _write_store(out: _Output, partition: Partition, models, values, stds, reasons,
+                 distances) -> None:  # fmt: skip
     import zarr
 
     group = zarr.open_group(out.location.zarr_store(), mode="r+", use_consolidated=False)
@@ -1053,6 +1197,8 @@ def _write_store(out: _Output, partition: Partition, models, values, stds, reaso
                 sub[target][region] = values[plan.label][:, k]
                 if plan.std:
                     sub[f"{target}_std"][region] = stds[plan.label][:, k]
+            if plan.domain:
+                sub[DOMAIN][region] = distances[plan.label]
             text = np.full(partition.rows, "", dtype=object)
             for row, reason in reasons[plan.label].items():
                 text[row] = reason
@@ -1075,7 +1221,7 @@ def _error_text(models, reasons, row: int) -> str:
     return "; ".join(f"{label}: {reason}" for label, reason in failing)
 
 
-def _frame(n, ids, rows, models, values, stds, reasons=None) -> pd.DataFrame:
+def _frame(n, ids, rows, models, values, stds, reasons=None, distances=None) -> pd.DataFrame:
     columns: dict[str, object] = {"row": rows, "id": pd.Series(ids, dtype=object)}
     for plan in models:
         for k, target in enumerate(plan.targets):
@@ -1087,6 +1233,10 @@ def _frame(n, ids, rows, models, values, stds, reasons=None) -> pd.DataFrame:
                 columns[f"{plan.label}:{target}_std"] = (
                     stds[plan.label][:, k] if n else np.zeros(0, np.float32)
                 )
+        if plan.domain:
+            columns[f"{plan.label}:{DOMAIN}"] = (
+                distances[plan.label] if n else np.zeros(0, np.float32)
+            )
     reasons = reasons or {}
     columns["error"] = pd.Series([_error_text(models, reasons, row) for row in range(n)],
                                  dtype=object)  # fmt: skip
