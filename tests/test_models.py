@@ -217,3 +217,24 @@ def test_cli_train_registers_a_model_that_predicts_raw_formulas(gap_store, tmp_p
     np.testing.assert_allclose(frame["target"].iloc[:2], model.predict_features(x)[:, 0])
     assert main(["train", gap_store[0], "--target", "target", "--name", "x", "--strategy",
                  "horovod", "--zoo", zoo]) == 2  # fmt: skip
+
+
+def test_no_training_batch_of_one_row():
+    """513 rows in batches of 256: training drops the lone row (batch norm needs two), a
+    different one each epoch; validation keeps every row."""
+    import torch
+
+    from xenonscale.models.data import ArrayStream
+
+    x = np.arange(513, dtype=np.float32)[:, None]
+    train = ArrayStream(x, x[:, 0], batch_size=256, shuffle=True, seed=0)
+    epochs = [[len(b[0]) for b in train] for _ in range(2)]
+    assert epochs == [[256, 256], [256, 256]]
+    left_out = [set(range(513)) - {int(v) for b in ArrayStream(x, x[:, 0], batch_size=256,
+                shuffle=True, seed=0) for v in b[0][:, 0]} for _ in range(1)]  # fmt: skip
+    assert len(left_out[0]) == 1
+    valid = ArrayStream(x, x[:, 0], batch_size=256, shuffle=False)
+    assert [len(b[0]) for b in valid] == [256, 256, 1]
+    net = torch.nn.Sequential(torch.nn.Linear(1, 4), torch.nn.BatchNorm1d(4)).train()
+    for batch, _ in ArrayStream(x, x[:, 0], batch_size=256, shuffle=True, seed=1):
+        net(batch)  # a 1-row batch would raise "Expected more than 1 value per channel"

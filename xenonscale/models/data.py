@@ -345,7 +345,9 @@ class ArrayStream(IterableDataset):
 
     Each epoch draws a new seeded permutation; under DDP process ``r`` takes
     every ``world``-th row of it, so all processes yield the same number of
-    batches. Without shuffling (validation) rows come in order.
+    batches. Without shuffling (validation) rows come in order. A training
+    epoch in one process whose last batch would hold one row leaves that row
+    out (batch norm cannot train on one row; a different row each epoch).
 
     With ``sizes`` (atoms per row) and ``size_budget``, a batch closes before
     its rows' sizes would pass the budget (or at ``batch_size`` rows; a row
@@ -395,6 +397,8 @@ class ArrayStream(IterableDataset):
                 yield torch.from_numpy(self.x[index]), torch.from_numpy(self.y[index])
             return
         mine = order[rank::world]
+        if self.shuffle and world == 1 and len(mine) > 1 and len(mine) % self.batch_size == 1:
+            mine = mine[:-1]  # a 1-row batch breaks batch norm; another row sits out next epoch
         for lo in range(0, len(mine), self.batch_size):
             index = np.sort(mine[lo : lo + self.batch_size])
             yield torch.from_numpy(self.x[index]), torch.from_numpy(self.y[index])
@@ -460,5 +464,7 @@ class ChunkStream(IterableDataset):
                 if limit is not None and emitted >= limit:
                     return
                 sel = order[lo : lo + self.batch_size]
+                if self.shuffle and world == 1 and len(sel) == 1 < len(order):
+                    continue  # a 1-row batch breaks batch norm (a random row, once an epoch)
                 yield torch.from_numpy(x[sel]), torch.from_numpy(y[sel])
                 emitted += 1
