@@ -72,7 +72,13 @@ from xenonscale.featurize.molecules import ECFP, MACCS
 from xenonscale.featurize.molecules.parse import parse_molecules
 from xenonscale.featurize.registry import FeatureUnion
 
-__all__ = ["KINDS", "Likelihood", "default_featurizer", "log_probability_between"]
+__all__ = [
+    "KINDS",
+    "Likelihood",
+    "default_featurizer",
+    "log_probability_between",
+    "recorded_rmse",
+]
 
 #: What a design's candidates are.
 KINDS = ("molecule", "composition")
@@ -464,7 +470,7 @@ class _ZooForward:
             self.std_ = float(noise.get(self.column) or 0.0)
             self.source = f"zoo {model.ref} ensemble std + val noise std {self.std_:.3g}"
         else:
-            self.std_, split = _recorded_rmse(model.card, self.column, len(targets))
+            self.std_, split = recorded_rmse(model.card, self.column, len(targets))
             self.source = f"zoo {model.ref} {split} RMSE"
 
     def predict(self, smiles: list[str]) -> tuple[np.ndarray, np.ndarray]:
@@ -477,7 +483,8 @@ class _ZooForward:
         return mean, np.where(np.isfinite(mean), self.std_, np.nan)
 
 
-def _recorded_rmse(card: Mapping, column: str, n_targets: int) -> tuple[float, str]:
+def recorded_rmse(card: Mapping, column: str, n_targets: int) -> tuple[float, str]:
+    """A zoo card's validation RMSE of ``column`` and the split it came from."""
     metrics = card.get("metrics") or {}
     for split in _ZOO_SPLITS:
         block = metrics.get(split)

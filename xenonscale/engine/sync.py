@@ -51,7 +51,6 @@ Examples
 
 from __future__ import annotations
 
-import hashlib
 import time
 from dataclasses import dataclass
 
@@ -74,6 +73,7 @@ from xenonscale.store.layout import (
     STORE_TITLE,
     WITHDRAWN,
     StoreLocation,
+    read_errors,
 )
 from xenonscale.store.writer import as_text, finalize_store, inputs_as_text
 
@@ -224,7 +224,7 @@ def _sync(source, location, attrs, manifest, spec, client, progress, mode, start
         staged = zarr.open_group(staging.zarr_store(), mode="r")
         _check_columns(staged, extras, location)
         fetched_ids = _unique_ids(np.asarray(staged["id"][:], dtype=object), "the changed records")
-        staged_errors = _errors(staged)
+        staged_errors = read_errors(staging.url, storage_options=staging.storage_options)
     position = {ident: row for row, ident in enumerate(store_ids)}
     targets, new, modified, restored = [], 0, 0, 0
     for ident in fetched_ids:
@@ -337,13 +337,13 @@ def _by_content(source, location, group, store_ids, withdrawn, manifest, client)
                                      renamed=renamed, pure=False))  # fmt: skip
     rows = np.concatenate([f[0] for f in found]) if found else np.empty(0, np.int64)
     ids = np.concatenate([f[1] for f in found]) if found else np.empty(0, object)
-    digests = np.concatenate([f[2] for f in found]) if found else np.empty(0, object)
+    digests = np.concatenate([f[2] for f in found]) if found else np.empty(0, np.uint64)
     _unique_ids(ids, f"source {source.url!r}")
     chunk = int(group["ok"].chunks[0])
     starts = range(0, len(store_ids), chunk)
     parts = client.gather(client.map(_store_digests, list(starts), location=location, chunk=chunk,
                                      extras=extras, pure=False))  # fmt: skip
-    stored = np.concatenate(parts) if parts else np.empty(0, object)
+    stored = np.concatenate(parts) if parts else np.empty(0, np.uint64)
     position = {ident: row for row, ident in enumerate(store_ids)}
     present = set(ids)
     removed = [row for ident, row in position.items() if ident not in present]
@@ -358,11 +358,12 @@ def _by_content(source, location, group, store_ids, withdrawn, manifest, client)
 
 
 def _digest(inputs: np.ndarray, columns: list[np.ndarray]) -> np.ndarray:
-    out = np.empty(len(inputs), dtype=object)
-    for i in range(len(inputs)):
-        text = "\x1f".join([str(inputs[i]), *(repr(c[i]) for c in columns)])
-        out[i] = hashlib.sha256(text.encode()).hexdigest()
-    return out
+    """A 64-bit hash per record of its stored input text and extra values (one vectorized
+    pass, ``pandas.util.hash_pandas_object``): equal records hash equal on both sides."""
+    frame = pd.DataFrame({"input": pd.Series(inputs, dtype=object)})
+    for k, column in enumerate(columns):
+        frame[f"extra{k}"] = column
+    return pd.util.hash_pandas_object(frame, index=False).to_numpy(np.uint64)
 
 
 def _extra_values(frame: pd.DataFrame, extras: dict[str, str]) -> list[np.ndarray]:
@@ -429,19 +430,6 @@ def _check_columns(staged, extras: dict[str, str], location) -> None:
             f"the source no longer has the store's columns {missing}: sync needs the same "
             f"columns as {location.url!r} was built from (or rebuild it with --overwrite)"
         )
-
-
-def _errors(group) -> pd.DataFrame:
-    if "errors" not in group:
-        return pd.DataFrame(columns=["row", "input", "error"])
-    errors = group["errors"]
-    return pd.DataFrame(
-        {
-            "row": np.asarray(errors["row"][:], dtype=np.int64),
-            "input": np.asarray(errors["input"][:], dtype=object),
-            "error": np.asarray(errors["error"][:], dtype=object),
-        }
-    )
 
 
 def _row_arrays(group, extras) -> list[str]:
@@ -528,7 +516,7 @@ def _finish_sync(location, manifest, plan, targets) -> dict:
 
     group = zarr.open_group(location.zarr_store(), mode="r", use_consolidated=False)
     rows = int(plan["rows"])
-    errors = _errors(group)
+    errors = read_errors(location.url, storage_options=location.storage_options)
     errors = errors[~errors["row"].isin(targets)]
     staged = pd.DataFrame(plan["staged_errors"], columns=["row", "input", "error"])
     if len(staged):

@@ -50,6 +50,7 @@ Examples
 
 from __future__ import annotations
 
+import copy
 import hashlib
 import json
 import math
@@ -261,8 +262,8 @@ class OptimadeSource(Source):
     def listing(self, page_limit: int = 1000) -> pd.DataFrame:
         """Every record's ``id`` (``PROVIDER:ID``) and ``last_modified``, from ids-only pages
         (``links.next`` followed, offsets or cursors alike): what a sync compares."""
-        light = OptimadeSource.__new__(OptimadeSource)
-        light.__dict__.update(self.__dict__ | {"page_limit": page_limit})
+        light = copy.copy(self)
+        light.page_limit = page_limit
         first, _ = light._probe(fields="id,last_modified")
         prefix = _provider_prefix(first.get("meta") or {})
         ids, dates, doc = [], [], first
@@ -279,8 +280,7 @@ class OptimadeSource(Source):
 
     def narrowed(self, clause: str) -> OptimadeSource:
         """This query AND ``clause`` (an OPTIMADE filter), e.g. what changed since a date."""
-        narrowed = OptimadeSource.__new__(OptimadeSource)
-        narrowed.__dict__.update(self.__dict__)
+        narrowed = copy.copy(self)
         narrowed.filter = f"({self.filter}) AND ({clause})" if self.filter else clause
         narrowed.url = f"{OPTIMADE_PREFIX}{self.endpoint}?filter={narrowed.filter}"
         return narrowed

@@ -44,7 +44,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from xenonscale.design.likelihood import log_probability_between
+from xenonscale.design.likelihood import log_probability_between, recorded_rmse
 from xenonscale.design.targets import Target, parse_targets
 from xenonscale.errors import ConfigError
 
@@ -98,13 +98,8 @@ def _recorded_rmse(column: str, models: dict, zoo) -> tuple[float, str]:
             "from: pass zoo= (the CLI's --zoo), or predict with an ensemble"
         )
     card = zoo.show(ref)
-    block = (card.get("metrics") or {}).get("val") or {}
-    if len(card.get("targets") or [target]) > 1 and isinstance(block.get(target), dict):
-        block = block[target]
-    rmse = block.get("rmse") if isinstance(block, dict) else None
-    if not isinstance(rmse, int | float) or not np.isfinite(rmse) or rmse <= 0:
-        raise ConfigError(f"model {ref} records no validation RMSE for {target!r}")
-    return float(rmse), f"{ref} validation RMSE"
+    rmse, _ = recorded_rmse(card, target, len(card.get("targets") or [target]))
+    return rmse, f"{ref} validation RMSE"
 
 
 def pareto_front(values: np.ndarray) -> np.ndarray:
