@@ -94,12 +94,13 @@ class FeaturizerNames(click.ParamType):
 
     def convert(self, value, param, ctx) -> tuple[str, ...]:
         from xenonscale.errors import XenonscaleError
-        from xenonscale.featurize.registry import FeaturizerSpec
+        from xenonscale.featurize.registry import FeaturizerSpec, split_names
 
         if isinstance(value, tuple):
             return value
         kind = (ctx.params.get("kind") if ctx is not None else None) or "composition"
-        names = CommaList().convert(value, param, ctx)
+        # commas inside a family's brackets belong to it: dscribe:SOAP(r_cut=5, n_max=4)
+        names = tuple(split_names(value)) if isinstance(value, str) else tuple(value)
         try:
             FeaturizerSpec.parse(kind, names)
             for name in names:  # frozen:NAME[@V][+NAME2...]: zoo references
@@ -187,7 +188,8 @@ class Input(click.ParamType):
             return InputSource(text, name)
         if text.startswith(("optimade:", "enumerate:")):  # a query or a space, checked when opened
             return InputSource(text)
-        local = text[len("file://") :] if text.startswith("file://") else text
+        local = text.removeprefix("ase:")  # ase:PATH: an extxyz file or an ASE database
+        local = local[len("file://") :] if local.startswith("file://") else local
         remote = "://" in local or local.startswith(_REMOTE)
         pattern = any(ch in local for ch in "*?[")
         if not remote and not pattern and not os.path.exists(local):

@@ -14,9 +14,16 @@ name                          format                       class
 ``*.smi`` / ``*.smiles``      ``smi``                      :class:`SmilesSource`
 ``*.sdf`` / ``*.sd``          ``sdf``                      :class:`SdfSource`
 dir, ``*.cif``, ``**/POSCAR*``  ``cif`` / ``poscar``       :class:`FileSetSource`
+``*.xyz`` / ``*.extxyz``      ``extxyz`` (frames, ASE)     :class:`ExtxyzSource`
+``*.db``                      ``ase-db`` (ASE SQLite db)   :class:`AseDbSource`
+``ase:PATH``                  extxyz by name, else ase-db  :class:`ExtxyzSource`,
+                              (SQLite or ASE's JSON db)    :class:`AseDbSource`
 ``optimade:URL-OR-NAME?...``  (an OPTIMADE query)          :class:`OptimadeSource`
 ``enumerate:compositions?..`` (candidate compositions)     :class:`EnumeratedSource`
 ============================  ===========================  =========================
+
+A plain ``*.json`` is JSON documents: an ASE JSON database is read as
+``ase:PATH.json`` (or ``format="ase-db"``).
 
 URLs are fsspec URLs: plain paths, ``file://``, ``s3://bucket/key`` with
 ``storage_options`` (e.g. ``{"key": ..., "secret": ..., "client_kwargs":
@@ -46,9 +53,11 @@ from pathlib import Path
 from typing import Any
 
 from xenonscale.errors import ConfigError, SourceError
+from xenonscale.sources.asedb import AseDbSource
 from xenonscale.sources.base import Partition, Source
 from xenonscale.sources.delimited import DelimitedSource
 from xenonscale.sources.enumerated import ENUMERATE_PREFIX, EnumeratedSource, refuse_file_options
+from xenonscale.sources.extxyz import ExtxyzSource
 from xenonscale.sources.files import FileSetSource, file_format, has_glob
 from xenonscale.sources.jsondocs import JsonListSource, SplitJsonSource, open_json
 from xenonscale.sources.lines import JsonLinesSource, SmilesSource
@@ -57,9 +66,12 @@ from xenonscale.sources.parquet import ParquetSource
 from xenonscale.sources.sdf import SdfSource
 
 __all__ = [
+    "ASE_PREFIX",
     "FORMATS",
+    "AseDbSource",
     "DelimitedSource",
     "EnumeratedSource",
+    "ExtxyzSource",
     "FileSetSource",
     "JsonLinesSource",
     "JsonListSource",
@@ -76,7 +88,12 @@ __all__ = [
 ]
 
 #: Formats :func:`open_source` accepts.
-FORMATS = ("csv", "tsv", "parquet", "jsonl", "json", "json-split", "smi", "sdf", "cif", "poscar")
+FORMATS = (
+    "csv", "tsv", "parquet", "jsonl", "json", "json-split", "smi", "sdf", "cif", "poscar",
+    "extxyz", "ase-db",
+)  # fmt: skip
+#: ``ase:PATH``: an extxyz file or an ASE database (SQLite or ASE's JSON format).
+ASE_PREFIX = "ase:"
 
 _SUFFIXES = {
     ".csv": "csv",
@@ -91,6 +108,9 @@ _SUFFIXES = {
     ".smiles": "smi",
     ".sdf": "sdf",
     ".sd": "sdf",
+    ".xyz": "extxyz",
+    ".extxyz": "extxyz",
+    ".db": "ase-db",
 }
 _COMPRESSION = (".gz", ".bz2", ".xz")
 
@@ -103,16 +123,9 @@ def infer_format(url: str, storage_options: dict | None = None) -> str:
     >>> infer_format("data/oqmd.csv.gz"), infer_format("cifs/*.cif"), infer_format("x.ndjson")
     ('csv', 'cif', 'jsonl')
     """
-    name = posixpath.basename(str(url).rstrip("/"))
-    for suffix in _COMPRESSION:
-        if name.lower().endswith(suffix):
-            name = name[: -len(suffix)]
-    structure = file_format(name)
-    if structure is not None:
-        return structure
-    suffix = posixpath.splitext(name)[1].lower()
-    if suffix in _SUFFIXES:
-        return _SUFFIXES[suffix]
+    named = _format_from_name(url)
+    if named is not None:
+        return named
     if not has_glob(str(url)):
         from fsspec.core import url_to_fs
 
@@ -124,6 +137,15 @@ def infer_format(url: str, storage_options: dict | None = None) -> str:
     raise SourceError(
         f"cannot tell the format of {url!r} from its name: pass format= one of {', '.join(FORMATS)}"
     )
+
+
+def _format_from_name(url: str) -> str | None:
+    """The format told by ``url``'s name alone (compression suffix dropped), else None."""
+    name = posixpath.basename(str(url).rstrip("/"))
+    for suffix in _COMPRESSION:
+        if name.lower().endswith(suffix):
+            name = name[: -len(suffix)]
+    return file_format(name) or _SUFFIXES.get(posixpath.splitext(name)[1].lower())
 
 
 def open_source(
@@ -173,6 +195,9 @@ def open_source(
         The URL does not exist or its format cannot be told.
     """
     url = canonical_url(url)
+    if isinstance(url, str) and url.startswith(ASE_PREFIX):
+        url = url[len(ASE_PREFIX) :]
+        format = format or ("extxyz" if _format_from_name(url) == "extxyz" else "ase-db")
     if isinstance(url, str) and url.startswith(OPTIMADE_PREFIX):
         _refuse_for_optimade(format=format, column=column, id_column=id_column)
         return OptimadeSource(url, kind=kind, storage_options=storage_options, **options)
@@ -190,6 +215,10 @@ def open_source(
     elif fmt in ("smi", "sdf"):
         _refuse(fmt, column=column, id_column=id_column if fmt == "smi" else None)
         cls, kwargs = (SmilesSource, {}) if fmt == "smi" else (SdfSource, {"id_column": id_column})
+    elif fmt in ("extxyz", "ase-db"):
+        _refuse(fmt, column=column)
+        cls = ExtxyzSource if fmt == "extxyz" else AseDbSource
+        kwargs = {"id_column": id_column}
     elif fmt in ("csv", "tsv"):
         cls, kwargs = DelimitedSource, tabular | ({"delimiter": "\t"} if fmt == "tsv" else {})
     else:
@@ -228,6 +257,8 @@ def canonical_url(url: str) -> str:
     """
     if not isinstance(url, str) or not url:
         return url
+    if url.startswith(ASE_PREFIX):  # ase:PATH names a file: its path is made canonical
+        return ASE_PREFIX + canonical_url(url[len(ASE_PREFIX) :])
     if url.startswith("file://"):
         path = url.removeprefix("file://")
     elif _SCHEME.match(url):  # s3://, https://, dataset:NAME, ...
@@ -238,7 +269,8 @@ def canonical_url(url: str) -> str:
 
 
 _NATURAL = {"cif": {"cif", "structure"}, "poscar": {"poscar", "structure"},
-            "smi": {"smiles", "smi"}, "sdf": {"molblock", "sdf", "mol"}}  # fmt: skip
+            "smi": {"smiles", "smi"}, "sdf": {"molblock", "sdf", "mol"},
+            "extxyz": {"atoms", "extxyz", "xyz"}, "ase-db": {"atoms"}}  # fmt: skip
 
 
 def _refuse_for_optimade(**given: Any) -> None:

@@ -10,6 +10,15 @@ Accepted inputs, row by row (never raises for a bad row):
 * a **molblock** (the text of one SDF record through ``M  END``, V2000 or
   V3000; what :class:`~xenonscale.sources.sdf.SdfSource` yields): any string
   with a line break before its last non-blank character;
+* an **XYZ block** (an atom count line, a comment line, then one ``symbol x y
+  z`` line per atom; what :func:`xyz_block` writes and the ASE sources give
+  for non-periodic frames): read by ``Chem.MolFromXYZBlock``, bonds perceived
+  by ``rdDetermineBonds.DetermineBonds`` with total charge 0 (or
+  ``charge=N`` on the comment line), hydrogens then made implicit and
+  stereochemistry assigned from the 3D coordinates, as for a molblock. Its
+  atom count, hydrogens included, must be within ``max_molecule_atoms``;
+* an ASE ``Atoms`` that is not periodic (``pbc`` all False), read as its XYZ
+  block (told by its class: ASE is never imported here);
 * an RDKit **Mol** (used as is, no copy);
 * ``bytes`` (UTF-8 text, as above).
 
@@ -58,6 +67,7 @@ __all__ = [
     "parse_molecule",
     "parse_molecules",
     "rdkit",
+    "xyz_block",
 ]
 
 RDKIT_HINT = "pip install rdkit"
@@ -65,6 +75,10 @@ RDKIT_HINT = "pip install rdkit"
 _STAMP = re.compile(r"^\[\d\d:\d\d:\d\d\] ?")
 _MARKER = re.compile(r"^\s*~*\^\s*$")
 _PARSE_ERROR = "SMILES Parse Error: "
+# An XYZ block opens with its atom count alone on the first line (a molblock with a
+# numeric title is told apart by its "M  END").
+_XYZ_COUNT = re.compile(r"\A[ \t]*\d+[ \t]*\r?\n")
+_XYZ_CHARGE = re.compile(r"(?:^|\s)charge=([+-]?\d+)(?=\s|$)")
 
 
 def rdkit() -> Any:
@@ -161,6 +175,14 @@ def parse_molecule(item: object) -> tuple[Any, str]:
         return None, "empty input (None/NaN: no record)"
     if isinstance(item, Chem.Mol):
         return _checked(item)
+    if _is_ase_atoms(item):
+        if any(item.pbc):
+            flags = "".join("TF"[not flag] for flag in item.pbc)
+            return None, (
+                f"ase.Atoms with pbc={flags} is periodic: a molecule needs pbc=False "
+                "(use a structure featurizer for a crystal)"
+            )
+        item = xyz_block(item.get_chemical_symbols(), item.positions, _atoms_charge(item))
     if not isinstance(item, str):
         return None, (
             f"unsupported input type {type(item).__name__}: give a SMILES string, "
@@ -173,12 +195,88 @@ def parse_molecule(item: object) -> tuple[Any, str]:
     name, limit = ("max_input_chars", "molblock") if molblock else ("max_smiles_chars", "SMILES")
     if len(item) > getattr(limits, name):
         return None, limits.limit_reason(name, len(item), f"{limit} of {len(item)} characters")
+    if molblock and _XYZ_COUNT.match(item) and "M  END" not in item:
+        return _from_xyz(Chem, item)
     reader = Chem.MolFromMolBlock if molblock else Chem.MolFromSmiles
     mol, messages = _read_capturing(reader, item)
     if mol is None:
         what = "molblock" if molblock else "SMILES"
         return None, _reason(messages) or f"RDKit could not read the {what}"
     return _checked(mol)
+
+
+def xyz_block(symbols: Sequence[str], positions: Any, charge: int = 0) -> str:
+    """An XYZ block of atoms: count, comment (``charge=N`` when not 0), ``symbol x y z`` lines.
+
+    Coordinates (Å) are written in full (``repr``), so reading them back gives
+    the same floats.
+
+    Examples
+    --------
+    >>> text = xyz_block(["O", "H", "H"], [[0, 0, 0.1197], [0, 0.7616, -0.4786],
+    ...                                    [0, -0.7616, -0.4786]])
+    >>> print(text, end="")
+    3
+    <BLANKLINE>
+    O 0.0 0.0 0.1197
+    H 0.0 0.7616 -0.4786
+    H 0.0 -0.7616 -0.4786
+    >>> mol, reason = parse_molecule(text)
+    >>> rdkit().MolToSmiles(mol)
+    'O'
+    """
+    coordinates = np.asarray(positions, dtype=np.float64).reshape(len(symbols), 3).tolist()
+    lines = [str(len(symbols)), f"charge={int(charge)}" if charge else ""]
+    rows = zip(symbols, coordinates, strict=True)
+    lines += [f"{symbol} {x!r} {y!r} {z!r}" for symbol, (x, y, z) in rows]
+    return "\n".join(lines) + "\n"
+
+
+def _from_xyz(Chem: Any, text: str) -> tuple[Any, str]:
+    """An XYZ block → ``(mol, "")`` with perceived bonds and implicit hydrogens, or the reason."""
+    from rdkit.Chem import rdDetermineBonds  # lazy: RDKit is imported on first use
+
+    mol, messages = _read_capturing(Chem.MolFromXYZBlock, text)
+    if mol is None:
+        return None, _reason(messages) or "RDKit could not read the XYZ block"
+    atoms = mol.GetNumAtoms()
+    if not atoms:
+        return None, "molecule has no atoms"
+    limits = current_limits()
+    if atoms > limits.max_molecule_atoms:
+        what = f"XYZ block of {atoms} atoms (hydrogens included)"
+        return None, limits.limit_reason("max_molecule_atoms", atoms, what)
+    comment = text.split("\n", 2)[1] if text.count("\n") >= 2 else ""
+    found = _XYZ_CHARGE.search(comment)
+    charge = int(found.group(1)) if found else 0
+    try:
+        rdDetermineBonds.DetermineBonds(mol, charge=charge)
+    except (ValueError, RuntimeError) as exc:
+        return None, f"bond perception failed (total charge {charge}): {_one_line(exc)}"
+    mol = Chem.RemoveHs(mol)
+    Chem.AssignStereochemistryFrom3D(mol)
+    return _checked(mol)
+
+
+def _one_line(exc: Exception) -> str:
+    text = " ".join(str(exc).split()) or type(exc).__name__
+    return text if len(text) <= 200 else text[:197] + "..."
+
+
+def _is_ase_atoms(item: object) -> bool:
+    return any(
+        cls.__name__ == "Atoms" and cls.__module__ == "ase.atoms" for cls in type(item).__mro__
+    )
+
+
+def _atoms_charge(atoms: Any) -> int:
+    """``info["charge"]`` of an ``ase.Atoms`` when it is a whole number, else 0."""
+    charge = atoms.info.get("charge", 0)
+    try:
+        value = float(charge)
+    except (TypeError, ValueError):
+        return 0
+    return int(value) if value.is_integer() else 0
 
 
 def _checked(mol: Any) -> tuple[Any, str]:

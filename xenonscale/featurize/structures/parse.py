@@ -9,6 +9,8 @@ used. A bad row never raises and never hides the rest.
 Accepted inputs (each row may be a different one)
 -------------------------------------------------
 * a pymatgen ``Structure`` (or ``IStructure``);
+* an ASE ``Atoms`` periodic in all three directions (recognized by its class,
+  so ASE is never imported here; read through :func:`atoms_structure_dict`);
 * an MP-style dict (``Structure.as_dict()``: ``lattice`` and ``sites``), as
   JSON documents and Matbench split tables give it;
 * the JSON text of such a dict (the feature store keeps dicts as JSON);
@@ -59,7 +61,13 @@ from xenonscale.chem.periodic import PERIODIC_SYMBOLS
 from xenonscale.errors import XenonscaleError
 from xenonscale.limits import RecordTimeout, current_limits, failure_reason, run_record
 
-__all__ = ["StructureBatch", "clear_parse_cache", "parse_structures"]
+__all__ = [
+    "StructureBatch",
+    "atoms_structure_dict",
+    "clear_parse_cache",
+    "is_ase_atoms",
+    "parse_structures",
+]
 
 # [ \t]* rather than \s*: \s* would run over newlines from every line start (quadratic
 # on a cell of blank lines).
@@ -183,7 +191,9 @@ def parse_structures(inputs: Sequence[object], *, cache: bool = True) -> Structu
     ):
         return cached[1]
     batch = _parse(items)
-    if cache and all(isinstance(x, str) or x is None or _is_structure(x) for x in items):
+    if cache and all(
+        isinstance(x, str) or x is None or _is_structure(x) or is_ase_atoms(x) for x in items
+    ):
         _CACHE.last = (list(items), batch, current_limits())
     elif cache:
         _CACHE.last = None
@@ -258,6 +268,8 @@ def _read_row(item: object, limits) -> tuple:
         raise _BadRow(limits.limit_reason("max_input_chars", len(item), what))
     if isinstance(item, Mapping) and isinstance(item.get("sites"), Sequence):
         _check_atoms(len(item["sites"]), limits)
+    elif is_ase_atoms(item):
+        _check_atoms(len(item), limits)
     structure = _to_structure(item)
     _check_atoms(len(structure), limits)
     arrays = _arrays(structure)
@@ -281,10 +293,76 @@ def _is_structure(item: object) -> bool:
     return hasattr(item, "lattice") and hasattr(item, "sites") and hasattr(item, "frac_coords")
 
 
+def is_ase_atoms(item: object) -> bool:
+    """Whether ``item`` is an ``ase.Atoms`` (or a subclass), told without importing ASE."""
+    return any(
+        cls.__name__ == "Atoms" and cls.__module__ == "ase.atoms" for cls in type(item).__mro__
+    )
+
+
+def atoms_structure_dict(atoms) -> dict:
+    """A periodic ``ase.Atoms`` as a pymatgen ``Structure.as_dict()`` mapping.
+
+    Each site's ``xyz`` is the Atoms' Cartesian position exactly; ``abc`` is
+    ``positions · cell⁻¹`` (what ``Lattice.get_fractional_coords`` gives), from
+    which pymatgen recomputes Cartesian coordinates on reading (within ~1e-15 Å).
+    Periodicity is not checked here (:func:`parse_structures` and the ASE
+    sources do that); a singular cell raises ``numpy.linalg.LinAlgError``.
+
+    Examples
+    --------
+    >>> from ase.build import bulk
+    >>> doc = atoms_structure_dict(bulk("Si", "diamond", a=5.43))
+    >>> doc["lattice"]["matrix"][0], doc["sites"][1]["xyz"]
+    ([0.0, 2.715, 2.715], [1.3575, 1.3575, 1.3575])
+    >>> [round(x, 12) for x in doc["sites"][1]["abc"]]
+    [0.25, 0.25, 0.25]
+    """
+    cell = np.array(atoms.cell, dtype=np.float64)
+    positions = np.array(atoms.positions, dtype=np.float64)
+    frac = positions @ np.linalg.inv(cell)
+    sites = [
+        {
+            "species": [{"element": symbol, "occu": 1}],
+            "abc": abc,
+            "xyz": xyz,
+            "properties": {},
+            "label": symbol,
+        }
+        for symbol, abc, xyz in zip(
+            atoms.get_chemical_symbols(), frac.tolist(), positions.tolist(), strict=True
+        )
+    ]
+    return {
+        "@module": "pymatgen.core.structure",
+        "@class": "Structure",
+        "charge": 0,
+        "lattice": {"matrix": cell.tolist(), "pbc": [True, True, True]},
+        "properties": {},
+        "sites": sites,
+    }
+
+
+def _from_atoms(atoms):
+    pbc = np.asarray(atoms.pbc, dtype=bool)
+    if not pbc.all():
+        flags = "".join("TF"[not flag] for flag in pbc)
+        raise _BadRow(
+            f"ase.Atoms with pbc={flags} is not periodic in all three directions: give a bulk "
+            "crystal (pbc=True with a cell), or a molecule featurizer for a molecule"
+        )
+    volume = abs(float(np.linalg.det(np.asarray(atoms.cell, dtype=np.float64))))
+    if not volume > 1e-6:
+        raise _BadRow(f"ase.Atoms is periodic but its cell has volume {volume:.3g}: give a cell")
+    return _from_dict(atoms_structure_dict(atoms))
+
+
 def _to_structure(item: object):
     """One input → a pymatgen Structure, or :class:`_BadRow` with the reason."""
     if _is_structure(item):
         return item
+    if is_ase_atoms(item):
+        return _from_atoms(item)
     if item is None or (isinstance(item, float) and math.isnan(item)):
         raise _BadRow("empty input (None/NaN)")
     from pymatgen.core import Structure
@@ -296,7 +374,7 @@ def _to_structure(item: object):
     if not isinstance(item, str):
         raise _BadRow(
             f"unsupported input type {type(item).__name__}: give a pymatgen Structure, "
-            "a Structure.as_dict() mapping, its JSON text, CIF text or POSCAR text"
+            "an ase.Atoms, a Structure.as_dict() mapping, its JSON text, CIF or POSCAR text"
         )
     text = item.strip()
     if not text:
