@@ -35,6 +35,9 @@ from xenonscale.errors import ConfigError, FeaturizerError
 __all__ = ["featurize"]
 
 COMPRESSIONS = Choice("xenonscale.store.writer:COMPRESSIONS")
+FEATURE_ENCODINGS = Choice(
+    ["auto", "float32"], library="xenonscale.engine.run:FEATURE_ENCODING_CHOICES"
+)
 ELEMENTS = Choice("xenonscale.elements.presets:PRESETS", case_sensitive=False)
 ON_ERROR = Choice(["record", "raise"])
 
@@ -58,7 +61,10 @@ class _Job:
     type=FeaturizerNames(),
     default="classic",
     show_default=True,
-    help="registered featurizer names of the kind, comma-separated (or frozen:NAME@V)",
+    help=(
+        "registered featurizer names of the kind, comma-separated, or a family: frozen:NAME@V, "
+        "dscribe:SOAP(species=[...]), matminer:CALL, graph:OPTIONS"
+    ),
 )
 @click.option("--elements", type=ELEMENTS, default=None, help="element table preset")
 @options.workers()
@@ -73,6 +79,14 @@ class _Job:
     default="lz4",
     show_default=True,
     help="store codec: lz4 (fast), zstd (smaller) or none",
+)
+@click.option(
+    "--feature-encoding",
+    type=FEATURE_ENCODINGS,
+    default="auto",
+    show_default=True,
+    help="store: auto keeps 0/1 and count fingerprints as small integers (0 on error rows), "
+    "float32 keeps float32 always",
 )
 @click.option(
     "--on-error",
@@ -108,6 +122,7 @@ def featurize(
     chunk_rows,
     partition_rows,
     compression,
+    feature_encoding,
     on_error,
     overwrite,
     storage_options,
@@ -120,8 +135,10 @@ def featurize(
     """Featurize INPUT into a Zarr feature store, or into one .parquet/.csv table.
 
     INPUT is a CSV/TSV/Parquet/JSONL/JSON file, a CIF/POSCAR folder or glob, a
-    SMILES/SDF file (gz/bz2/xz; local, file:// or s3://), dataset:NAME, or an
-    OPTIMADE query: optimade:URL-OR-NAME?filter=... (xenonscale databases list).
+    SMILES/SDF file, an extended XYZ file (.xyz/.extxyz, one record per frame) or
+    an ASE database (.db, or ase:PATH.json) (gz/bz2/xz except databases; local,
+    file:// or s3://), dataset:NAME, or an OPTIMADE query:
+    optimade:URL-OR-NAME?filter=... (xenonscale databases list).
     -o is a store (a folder or URL with no suffix or .zarr), written by Dask
     workers, or a table (.parquet or .csv, with X.errors.csv beside it), written
     in this process.
@@ -157,6 +174,7 @@ def featurize(
         compression,
         partition_rows,
         no_progress,
+        feature_encoding,
     )
 
 
@@ -215,6 +233,7 @@ def _featurize_store(
     compression,
     partition_rows,
     no_progress,
+    feature_encoding="auto",
 ) -> int:
     from xenonscale.cluster import close_client, get_client
     from xenonscale.engine import check_output, featurize_to_store
@@ -236,6 +255,7 @@ def _featurize_store(
             overwrite=overwrite,
             progress=not no_progress,
             storage_options=storage_options,
+            feature_encoding=feature_encoding,
         )
     finally:
         close_client(client)

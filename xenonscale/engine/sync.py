@@ -73,6 +73,7 @@ from xenonscale.store.layout import (
     STORE_TITLE,
     WITHDRAWN,
     StoreLocation,
+    feature_encoding,
     read_errors,
 )
 from xenonscale.store.writer import as_text, finalize_store, inputs_as_text
@@ -223,6 +224,7 @@ def _sync(source, location, attrs, manifest, spec, client, progress, mode, start
         _stage(delta, staging, spec, attrs, client, progress)
         staged = zarr.open_group(staging.zarr_store(), mode="r")
         _check_columns(staged, extras, location)
+        _check_feature_dtype(staged, group, location)
         fetched_ids = _unique_ids(np.asarray(staged["id"][:], dtype=object), "the changed records")
         staged_errors = read_errors(staging.url, storage_options=staging.storage_options)
     position = {ident: row for row, ident in enumerate(store_ids)}
@@ -420,7 +422,19 @@ def _stage(delta, staging, spec, attrs, client, progress) -> None:
         overwrite=overwrite,
         progress=progress,
         storage_options=staging.storage_options,
+        # the delta is encoded as the store is: a float32 store stays float32
+        feature_encoding="float32" if feature_encoding(attrs) == "float32" else "auto",
     )
+
+
+def _check_feature_dtype(staged, group, location) -> None:
+    """The merge copies rows as they are: the staged features must have the store's dtype."""
+    have, got = group[FEATURES].dtype, staged[FEATURES].dtype
+    if have != got:
+        raise StoreError(
+            f"the changed records were featurized as {got} but {location.url!r} holds {have} "
+            "features (the featurizer's encoding changed): rebuild the store with --overwrite"
+        )
 
 
 def _check_columns(staged, extras: dict[str, str], location) -> None:

@@ -7,8 +7,11 @@ A featurizer is a pure function of a *batch*::
     batch.ok       # bool[n]
     batch.errors   # list[RowError]  (row, input, reason), one per failed row
 
-plus ``labels`` (the ``d`` feature names) and ``citations``. Featurizers know
-nothing of Dask: the engine hands them whole partitions. On top sits
+plus ``labels`` (the ``d`` feature names), ``citations`` and
+``feature_encoding``: what the values are, so a store can keep them compactly
+(:data:`FEATURE_ENCODINGS`; ``"float32"`` unless a featurizer says ``"bits"``
+or ``"counts"``). Featurizers know nothing of Dask: the engine hands them
+whole partitions. On top sits
 :class:`BatchTransformer`, the scikit-learn style in-memory API (``transform``
 returns a DataFrame, ``errors_`` lists failed rows).
 
@@ -38,15 +41,24 @@ from xenonscale.limits import (
 )
 
 __all__ = [
+    "FEATURE_ENCODINGS",
     "BatchTransformer",
     "FeatureBatch",
     "RejectedInput",
     "RowError",
+    "combined_encoding",
+    "encoding_of",
     "errors_frame",
     "featurize_safely",
 ]
 
 ON_ERROR_MODES = ("record", "raise")
+
+#: What a featurizer's values are (its ``feature_encoding``), and so how a store keeps them:
+#: ``float32`` any real value (NaN rows where ``ok`` is False); ``bits`` only 0 and 1 on ok
+#: rows (binary fingerprints); ``counts`` only non-negative integers on ok rows (count
+#: fingerprints), optionally at most the featurizer's ``feature_max``.
+FEATURE_ENCODINGS = ("float32", "bits", "counts")
 
 
 @dataclass(frozen=True)
@@ -200,6 +212,12 @@ class BatchTransformer:
     """
 
     on_error: str = "record"
+    #: What the values are (see :data:`FEATURE_ENCODINGS`); a class attribute or a
+    #: property (``ECFP(counting=True)`` is ``"counts"``, ``ECFP()`` ``"bits"``).
+    feature_encoding: str = "float32"
+    #: The largest value a ``"counts"`` featurizer can return, when it is known (it picks
+    #: the store's integer width); None: unknown.
+    feature_max: int | None = None
 
     # -- to implement -------------------------------------------------------
     @property
@@ -271,6 +289,48 @@ def _as_list(inputs: Iterable[object]) -> list[object]:
     if isinstance(inputs, np.ndarray):
         return inputs.tolist()
     return list(inputs)
+
+
+def encoding_of(featurizer) -> str:
+    """A featurizer's ``feature_encoding`` (``"float32"`` when it declares none), checked.
+
+    >>> from xenonscale.featurize.molecules import ECFP, RDKitDescriptors
+    >>> encoding_of(ECFP()), encoding_of(ECFP(counting=True)), encoding_of(RDKitDescriptors())
+    ('bits', 'counts', 'float32')
+    """
+    encoding = getattr(featurizer, "feature_encoding", "float32")
+    if encoding not in FEATURE_ENCODINGS:
+        raise FeaturizerError(
+            f"{type(featurizer).__name__}.feature_encoding = {encoding!r} is unknown: declare "
+            f"one of {', '.join(FEATURE_ENCODINGS)}"
+        )
+    return encoding
+
+
+def combined_encoding(parts: Sequence[object]) -> tuple[str, int | None]:
+    """``(encoding, feature_max)`` of featurizers side by side (a :class:`FeatureUnion`).
+
+    The rule: every part ``bits`` → ``bits``; every part ``bits`` or ``counts``
+    → ``counts`` (a bit is a count of 0 or 1), with the largest ``feature_max``
+    (None if a counts part declares none); any ``float32`` part, or no part →
+    ``float32``.
+
+    >>> from xenonscale.featurize.molecules import ECFP, MACCS, RDKitDescriptors
+    >>> combined_encoding([ECFP(), MACCS()]), combined_encoding([ECFP(), RDKitDescriptors()])
+    (('bits', 1), ('float32', None))
+    >>> combined_encoding([ECFP(), ECFP(counting=True)])
+    ('counts', None)
+    """
+    encodings = [encoding_of(part) for part in parts]
+    if not encodings or "float32" in encodings:
+        return "float32", None
+    if set(encodings) == {"bits"}:
+        return "bits", 1
+    highs = [
+        1 if encoding == "bits" else getattr(part, "feature_max", None)
+        for part, encoding in zip(parts, encodings, strict=True)
+    ]
+    return "counts", None if None in highs else max(highs)
 
 
 def check_on_error(value: str) -> str:

@@ -3,7 +3,9 @@
 ::
 
     STORE/                      Zarr v3 group; attrs = provenance
-      features  [sample, feature] float32, chunked along sample, Blosc (lz4 or zstd)
+      features  [sample, feature] float32, chunked along sample, Blosc (lz4 or zstd);
+                                   uint8 / uint16 for bit and count fingerprints
+                                   (attrs feature_encoding, feature_dtype; FEATURE_VALUES)
       feature   [feature]          the labels (coordinate)
       sample    [sample]           0-based source row (coordinate)
       ok        [sample]           bool: featurized without error
@@ -19,7 +21,10 @@
                                    sync/, index/ (the similarity index, store.similarity),
                                    predict/<job>/ (prediction jobs)
 
-Any Zarr/xarray reader can open it: ``xarray.open_zarr(STORE)``.
+Any Zarr/xarray reader can open it: ``xarray.open_zarr(STORE)``. A store of
+``bits`` or ``counts`` (:data:`FEATURE_VALUES`) holds integers and 0 on the
+rows whose ``ok`` is False: ``ok`` says which rows have features, never NaN;
+``open_store(STORE, decode="float32")`` gives float32 with NaN on those rows.
 
 Examples
 --------
@@ -45,17 +50,20 @@ import fsspec
 import numpy as np
 import pandas as pd
 
-from xenonscale.errors import StoreError
+from xenonscale.errors import ConfigError, StoreError
 
 __all__ = [
     "BOOKKEEPING",
     "COMPOSITION_ELEMENT",
     "COMPOSITION_ENCODING",
     "COMPOSITION_FRACTION",
+    "DECODINGS",
+    "FEATURE_VALUES",
     "STORE_TITLE",
     "WITHDRAWN",
     "StoreLocation",
     "clear_store",
+    "feature_encoding",
     "open_store",
     "read_composition",
     "read_errors",
@@ -75,6 +83,22 @@ COMPOSITION_ENCODING = (
     "ascending), 0 = empty slot; fractions sum to 1; rows that failed or hold more "
     "elements than slots are all zero"
 )
+#: What ``features`` holds, by the store's ``feature_encoding`` attribute (also written in
+#: its ``feature_values`` attribute). A store without that attribute is ``float32``.
+FEATURE_VALUES = {
+    "float32": "float32 values; NaN on the rows whose ok is False",
+    "bits": (
+        "0/1 bits as uint8; the rows whose ok is False hold 0 (ok says which rows have "
+        "features, not NaN); open_store(url, decode='float32') gives float32 with NaN there"
+    ),
+    "counts": (
+        "non-negative integer counts as the unsigned integer of feature_dtype; the rows whose "
+        "ok is False hold 0 (ok says which rows have features, not NaN); "
+        "open_store(url, decode='float32') gives float32 with NaN there"
+    ),
+}
+#: ``open_store(decode=...)``: None (as stored) or ``"float32"``.
+DECODINGS = (None, "float32")
 #: A synced store's flag of records the source withdrew (kept, flagged, never trained on).
 WITHDRAWN = "withdrawn"
 #: The ``title`` attribute of every store the engine creates (how it knows its own).
@@ -265,13 +289,62 @@ def _json_default(value: Any) -> Any:
     raise TypeError(f"not JSON-serializable: {type(value).__name__}")
 
 
-def open_store(url: str, *, storage_options: dict | None = None, **kwargs: Any):
+def feature_encoding(attrs: dict) -> str:
+    """How a store's ``features`` hold their values (see :data:`FEATURE_VALUES`), from its
+    attributes: ``"float32"`` for stores written before compact encodings existed.
+
+    >>> feature_encoding({}), feature_encoding({"feature_encoding": "bits"})
+    ('float32', 'bits')
+    """
+    return str(attrs.get("feature_encoding") or "float32")
+
+
+def open_store(
+    url: str, *, decode: str | None = None, storage_options: dict | None = None, **kwargs: Any
+):
     """Open a FeatureStore as a lazy :class:`xarray.Dataset` (plain ``xarray.open_zarr``).
 
-    Raises :class:`StoreError` when ``url`` holds no store or an unfinished one.
+    Parameters
+    ----------
+    url
+        The store (path, ``file://``, ``s3://``).
+    decode
+        None: ``features`` as stored (float32, or the ``uint8`` / ``uint16`` of a
+        bits or counts store, 0 on the rows whose ``ok`` is False). ``"float32"``:
+        ``features`` as float32 with NaN on those rows, whatever the store holds
+        (still lazy; a float32 store is returned as it is).
+    kwargs
+        Passed to :func:`xarray.open_zarr`.
+
+    Raises :class:`StoreError` when ``url`` holds no store, :class:`ConfigError` for
+    an unknown ``decode``; warns when the store is unfinished.
+
+    Examples
+    --------
+    >>> import tempfile
+    >>> from pathlib import Path
+    >>> from distributed import Client
+    >>> from xenonscale.engine import featurize_to_store
+    >>> from xenonscale.featurize.registry import FeaturizerSpec
+    >>> folder = Path(tempfile.mkdtemp())
+    >>> _ = (folder / "m.csv").write_text("smiles\\nCCO\\nC1CC\\n")
+    >>> with Client(processes=False, n_workers=1, dashboard_address=None) as client:
+    ...     _ = featurize_to_store(
+    ...         str(folder / "m.csv"), str(folder / "m.zarr"),
+    ...         FeaturizerSpec.parse("molecule", "maccs"),
+    ...         column="smiles", client=client, progress=False,
+    ...     )
+    >>> stored = open_store(str(folder / "m.zarr"))
+    >>> stored.features.dtype, stored.attrs["feature_encoding"], stored.ok.values.tolist()
+    (dtype('uint8'), 'bits', [True, False])
+    >>> dense = open_store(str(folder / "m.zarr"), decode="float32").features.values
+    >>> dense.dtype, int(dense[0].sum()), bool(np.isnan(dense[1]).all())
+    (dtype('float32'), 9, True)
     """
     import xarray as xr
 
+    if decode not in DECODINGS:
+        raise ConfigError(f"decode={decode!r} is unknown: use None (as stored) or 'float32'")
     location = StoreLocation(url, storage_options)
     if not location.exists():
         raise StoreError(f"no feature store at {url!r}: run `xenonscale featurize ... -o {url}`")
@@ -284,7 +357,20 @@ def open_store(url: str, *, storage_options: dict | None = None, **kwargs: Any):
             "featurize command to resume",
             stacklevel=2,
         )
+    if decode == "float32":
+        dataset = _decoded(dataset)
     return dataset
+
+
+def _decoded(dataset):
+    """``features`` as float32 with NaN where ``ok`` is False (a float32 store unchanged)."""
+    if FEATURES not in dataset or dataset[FEATURES].dtype == np.float32:
+        return dataset
+    features = dataset[FEATURES]
+    decoded = features.astype(np.float32).where(dataset["ok"])
+    decoded.attrs = dict(features.attrs)
+    decoded.encoding = {}  # the stored dtype and codec no longer describe these values
+    return dataset.assign({FEATURES: decoded})
 
 
 def read_errors(url: str, *, storage_options: dict | None = None) -> pd.DataFrame:

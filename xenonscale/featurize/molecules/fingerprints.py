@@ -6,8 +6,11 @@ reproduce XenonPy 0.6.7's classes of the same names bit for bit, defaults,
 ``counting`` option and labels included, but compute with RDKit's modern
 ``rdFingerprintGenerator`` API (``GetFingerprintAsNumPy`` /
 ``GetCountFingerprintAsNumPy``) and stream a batch into one preallocated
-``float32[n, n_bits]`` matrix. What XenonPy's legacy calls mean, as
-generator settings (checked bit for bit by ``tests/test_molecules.py``):
+``float32[n, n_bits]`` matrix. Their ``feature_encoding`` is ``"bits"`` (or
+``"counts"`` with ``counting=True``), so the engine stores them as ``uint8``
+bits (``uint16`` counts) instead of float32 (:mod:`xenonscale.store.writer`).
+What XenonPy's legacy calls mean, as generator settings (checked bit for bit
+by ``tests/test_molecules.py``):
 
 ===================  ==========================================  ===========================
 class                bits (``counting=False``)                   counts (``counting=True``)
@@ -135,6 +138,11 @@ class _Hashed(MoleculeFeaturizer):
 
     def _row_dtype(self) -> type | None:
         return np.uint32 if self.counting else np.uint8
+
+    @property
+    def feature_encoding(self) -> str:
+        """``"counts"`` when counting, else ``"bits"`` (0/1): how a store keeps the values."""
+        return "counts" if self.counting else "bits"
 
     def _generator(self):  # pragma: no cover - abstract
         raise NotImplementedError

@@ -5,7 +5,8 @@ function (the one XenonPy 0.6.7 calls) and unpacks the bit vector with one
 ``ToBitString`` into the batch's ``float32`` matrix. They cost far more per
 molecule than the hashed fingerprints (SMARTS matching: MACCS and the
 pattern fingerprint run a few hundred substructure queries per molecule,
-the layered fingerprint enumerates subgraphs).
+the layered fingerprint enumerates subgraphs). All three are 0/1 bits
+(``feature_encoding = "bits"``): a store keeps them as ``uint8``.
 
 Examples
 --------
@@ -64,6 +65,7 @@ class MACCS(MoleculeFeaturizer):
     10
     """
 
+    feature_encoding = "bits"
     citations = (MACCS_CITATION, RDKIT_CITATION, XENONPY_CITATION)
 
     def __init__(self, *, on_error: str = "record") -> None:
@@ -97,6 +99,7 @@ class PatternFP(MoleculeFeaturizer):
     'patfp:0'
     """
 
+    feature_encoding = "bits"
     citations = (RDKIT_CITATION, XENONPY_CITATION)
 
     def __init__(self, *, n_bits: int = 2048, on_error: str = "record") -> None:
@@ -131,6 +134,7 @@ class LayeredFP(MoleculeFeaturizer):
     'layfp:0'
     """
 
+    feature_encoding = "bits"
     citations = (RDKIT_CITATION, XENONPY_CITATION)
 
     def __init__(self, *, n_bits: int = 2048, on_error: str = "record") -> None:
