@@ -31,7 +31,12 @@ import numpy as np
 
 from xenonscale.chem.formula import RowError
 from xenonscale.errors import ConfigError
-from xenonscale.featurize.base import BatchTransformer, FeatureBatch, check_on_error
+from xenonscale.featurize.base import (
+    BatchTransformer,
+    FeatureBatch,
+    check_on_error,
+    combined_encoding,
+)
 from xenonscale.featurize.compositions import (
     ALL,
     FEATURIZER_SETS,
@@ -50,6 +55,7 @@ __all__ = [
     "register_family",
     "register_featurizer",
     "registered",
+    "split_names",
 ]
 
 Factory = Callable[[str | None], BatchTransformer]
@@ -82,8 +88,41 @@ def _factory(kind: str, name: str) -> Factory | None:
     prefix, sep, arg = name.partition(":")
     family = _family(prefix) if sep and arg else None
     if family is not None:
-        return lambda elements: family(arg, elements)
+        return lambda elements: _build_family(family, arg, elements, kind)
     return None
+
+
+def _build_family(family: FamilyFactory, arg: str, elements: str | None, kind: str):
+    """``family(arg, elements)``; a family whose factory takes ``kind=`` (``dscribe:``) gets it."""
+    import inspect
+
+    try:
+        takes_kind = "kind" in inspect.signature(family).parameters
+    except (TypeError, ValueError):  # a builtin or C callable: no signature
+        takes_kind = False
+    return family(arg, elements, kind=kind) if takes_kind else family(arg, elements)
+
+
+def split_names(names: str) -> list[str]:
+    """A ``--featurizers`` comma list split on its top-level commas only.
+
+    Commas inside brackets belong to one name (a family argument such as
+    ``dscribe:SOAP(r_cut=5, species=['Si', 'O'])``).
+
+    >>> split_names("rdf, dscribe:ACSF(g2_params=[[1, 1], [1, 2]]),ofm")
+    ['rdf', 'dscribe:ACSF(g2_params=[[1, 1], [1, 2]])', 'ofm']
+    """
+    items, depth, start = [], 0, 0
+    for i, char in enumerate(names):
+        if char in "([{":
+            depth += 1
+        elif char in ")]}":
+            depth = max(0, depth - 1)
+        elif char == "," and depth == 0:
+            items.append(names[start:i])
+            start = i + 1
+    items.append(names[start:])
+    return [item.strip() for item in items if item.strip()]
 
 
 def family_names() -> list[str]:
@@ -159,8 +198,8 @@ class FeaturizerSpec:
         on_error: str = "record",
         limits: RecordLimits | None = None,
     ) -> FeaturizerSpec:
-        """From CLI text: ``names`` is a comma list (or a sequence)."""
-        items = names.split(",") if isinstance(names, str) else list(names)
+        """From CLI text: ``names`` is a comma list (top-level commas, :func:`split_names`)."""
+        items = split_names(names) if isinstance(names, str) else list(names)
         spec = cls(
             kind,
             tuple(n.strip() for n in items if n.strip()),
@@ -240,6 +279,16 @@ class FeatureUnion(BatchTransformer):
     @property
     def citations(self) -> tuple[str, ...]:
         return tuple(dict.fromkeys(c for part in self.featurizers for c in part.citations))
+
+    @property
+    def feature_encoding(self) -> str:
+        """The parts' common encoding (``bits``, ``counts``) or ``float32``; the rule is
+        :func:`~xenonscale.featurize.base.combined_encoding`'s."""
+        return combined_encoding(self.featurizers)[0]
+
+    @property
+    def feature_max(self) -> int | None:
+        return combined_encoding(self.featurizers)[1]
 
     @property
     def tables(self) -> list:
