@@ -51,7 +51,7 @@ from xenonscale.engine.bookkeeping import (
     write_done,
 )
 from xenonscale.errors import ConfigError, FeaturizerError, SourceUnavailableError, StoreError
-from xenonscale.featurize.base import featurize_safely
+from xenonscale.featurize.base import encoding_of, featurize_safely
 from xenonscale.featurize.registry import FeaturizerSpec, element_tables
 from xenonscale.featurize.slots import COMPOSITION_SLOTS, composition_slots
 from xenonscale.limits import record_limits
@@ -77,10 +77,14 @@ from xenonscale.store.writer import (
 )
 from xenonscale.versions import installed_versions
 
-__all__ = ["JobSummary", "check_output", "featurize_to_store"]
+__all__ = ["FEATURE_ENCODING_CHOICES", "JobSummary", "check_output", "featurize_to_store"]
 
 #: Feature bytes (float64, as featurizers return them) one task holds by default.
 TASK_BYTES = 256 << 20
+#: ``feature_encoding=`` (``--feature-encoding``): ``auto`` stores what the featurizer
+#: declares (bits → uint8, counts → uint16; :func:`xenonscale.store.writer.feature_dtype`),
+#: ``float32`` stores float32 whatever it declares.
+FEATURE_ENCODING_CHOICES = ("auto", "float32")
 
 
 @dataclass(frozen=True)
@@ -188,6 +192,7 @@ def featurize_to_store(
     progress: bool = True,
     storage_options: dict | None = None,
     source_options: dict | None = None,
+    feature_encoding: str = "auto",
 ) -> JobSummary:
     """Featurize every record of ``source`` into the FeatureStore at ``store``.
 
@@ -215,6 +220,13 @@ def featurize_to_store(
         or ``none`` (see :data:`xenonscale.store.writer.COMPRESSIONS`).
     overwrite
         Replace a store built with a different spec (otherwise refused).
+    feature_encoding
+        ``auto`` (default): features as the featurizer declares them
+        (``feature_encoding``): 0/1 fingerprints as ``uint8`` bits, count
+        fingerprints as unsigned integers, 0 on error rows; anything else, and
+        a union of mixed encodings, float32. ``float32``: float32 always. Part
+        of the job's identity: a store is resumed only with the encoding it
+        was begun with.
     """
     if chunk_rows < 1:
         raise ConfigError(f"--chunk-rows {chunk_rows!r}: use a positive number of rows")
@@ -225,7 +237,13 @@ def featurize_to_store(
         raise ConfigError(
             f"--compression {compression!r} is unknown: use one of {', '.join(COMPRESSIONS)}"
         )
+    if feature_encoding not in FEATURE_ENCODING_CHOICES:
+        raise ConfigError(
+            f"--feature-encoding {feature_encoding!r} is unknown: use "
+            f"{' or '.join(FEATURE_ENCODING_CHOICES)}"
+        )
     featurizer = _featurizer(spec)  # fail fast on bad arguments, before any work
+    encoding = encoding_of(featurizer) if feature_encoding == "auto" else "float32"
     location = StoreLocation(store, storage_options)
     state = check_output(location, overwrite=overwrite)
     if not isinstance(source, Source):
@@ -248,7 +266,7 @@ def featurize_to_store(
         ) from exc
     with JobLock(location):
         manifest = _load_or_plan(
-            location, source, spec, featurizer, chunk_rows, partition_rows, compression
+            location, source, spec, featurizer, chunk_rows, partition_rows, compression, encoding
         )
         if manifest.get("synced"):
             raise StoreError(
@@ -302,7 +320,7 @@ def _check_not_locked(location: StoreLocation) -> None:
 
 
 def _load_or_plan(
-    location, source, spec, featurizer, chunk_rows, partition_rows, compression
+    location, source, spec, featurizer, chunk_rows, partition_rows, compression, encoding
 ) -> dict:
     tables = element_tables(featurizer)
     slots = COMPOSITION_SLOTS if spec.kind == "composition" else None
@@ -318,12 +336,17 @@ def _load_or_plan(
     }
     if slots is not None:  # stores from before the composition arrays are rebuilt, not resumed
         identity["composition_slots"] = slots
+    feature_max = getattr(featurizer, "feature_max", None) if encoding == "counts" else None
+    if encoding != "float32":  # float32 jobs keep the identity they had before encodings
+        identity["feature_encoding"] = encoding
+        identity["feature_max"] = feature_max
     digest = spec_hash(identity)
     manifest_path = (BOOKKEEPING, "manifest.json")
     if location.fs.exists(location.path(*manifest_path)):
         manifest = read_bookkeeping(location, location.path(*manifest_path))
         if manifest.get("spec_hash") == digest:
             return manifest
+        _check_same_encoding(location, manifest, identity)
         raise StoreError(
             f"store {location.url!r} was built with a different spec "
             f"(featurizers, element table, source or chunking differ): pass --overwrite "
@@ -362,6 +385,9 @@ def _load_or_plan(
         ),
         "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
     }
+    provenance = _provenance(featurizer)
+    if provenance:
+        attrs["provenance"] = provenance
     create_store(
         location,
         rows=total,
@@ -371,6 +397,8 @@ def _load_or_plan(
         attrs=attrs,
         compression=compression,
         composition_slots=slots,
+        feature_encoding=encoding,
+        feature_max=feature_max,
     )
     manifest = {
         "spec_hash": digest,
@@ -384,6 +412,32 @@ def _load_or_plan(
     }
     location.write_json(manifest, *manifest_path)
     return manifest
+
+
+_ENCODING_KEYS = ("feature_encoding", "feature_max")
+
+
+def _check_same_encoding(location: StoreLocation, manifest: dict, identity: dict) -> None:
+    """A store begun with another feature encoding and nothing else different: say how to
+    resume it (the other differences get the general message)."""
+    begun = dict(manifest.get("identity") or {})
+    was = begun.get("feature_encoding") or "float32"
+    now = identity.get("feature_encoding") or "float32"
+    rest = [{k: v for k, v in i.items() if k not in _ENCODING_KEYS} for i in (begun, identity)]
+    if was != now and spec_hash(rest[0]) == spec_hash(rest[1]):
+        flag = "float32" if was == "float32" else "auto"
+        raise StoreError(
+            f"store {location.url!r} was begun with {was} features and this job would write "
+            f"{now}: rerun with --feature-encoding {flag} to resume it, or pass --overwrite "
+            "to replace it"
+        )
+
+
+def _provenance(featurizer) -> list[dict]:
+    """``provenance()`` of the featurizer or of each part of a union that has one: what runs
+    outside this process says what it is (``matminer:``: class, implementors, versions)."""
+    parts = getattr(featurizer, "featurizers", None) or [featurizer]
+    return [part.provenance() for part in parts if callable(getattr(part, "provenance", None))]
 
 
 #: Names of the store's own arrays and folders: a source column may not take them.

@@ -264,8 +264,10 @@ def matminer_structures(args):
     as ``cls.from_preset(preset, **kwargs)`` when ``preset`` is given (e.g.
     SiteStatsFingerprint), else ``cls(**kwargs)``; ``fit`` fits it on the
     structures first. Oxidation states are removed unless
-    ``remove_oxidation_states`` is false. Only ``featurize_many`` is timed
-    (``ignore_errors`` default true: NaN rows); the labels come back too.
+    ``remove_oxidation_states`` is false; ``oxidation_guesses`` then adds
+    pymatgen's guesses (``add_oxidation_state_by_guess``). Only
+    ``featurize_many`` is timed (``ignore_errors`` default true: NaN rows;
+    ``n_jobs`` processes, default 1); the labels come back too.
     """
     import matminer.featurizers.structure as module
     import numpy as np
@@ -275,11 +277,14 @@ def matminer_structures(args):
     kwargs = args.get("kwargs", {})
     preset = args.get("preset")
     featurizer = cls.from_preset(preset, **kwargs) if preset else cls(**kwargs)
-    featurizer.set_n_jobs(1)
+    featurizer.set_n_jobs(int(args.get("n_jobs", 1)))
     structures = [Structure.from_dict(d) for d in args["structures"]]
     if args.get("remove_oxidation_states", True):
         for s in structures:
             s.remove_oxidation_states()
+    if args.get("oxidation_guesses"):
+        for s in structures:
+            s.add_oxidation_state_by_guess()
     ignore = bool(args.get("ignore_errors", True))
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
