@@ -26,7 +26,7 @@ import click
 from xenonscale.cli import options
 from xenonscale.cli.command import Command
 from xenonscale.cli.inputs import ExistingPath
-from xenonscale.cli.types import POSITIVE_INT
+from xenonscale.cli.types import POSITIVE_INT, Choice
 from xenonscale.errors import ConfigError
 
 __all__ = ["design"]
@@ -59,6 +59,23 @@ def _read(path: str, text: str, smiles_column: str, columns: list[str]):
     help="a zoo model as the forward model of a target property (its own uncertainty when "
     "it is an ensemble, else its validation RMSE), e.g. 'gap=mp-gap@2'; repeat per property",
 )
+@click.option(
+    "--fingerprint-models",
+    type=Choice(["families", "bayesian-ridge"]),
+    default="families",
+    show_default=True,
+    help="--kind molecule, properties without --forward-model: 'families' mixes Bayesian "
+    "ridge and Tanimoto neighbours with their disagreement in the std; 'bayesian-ridge' alone",
+)
+@click.option(
+    "--min-similarity",
+    type=click.FloatRange(0.0, 1.0, min_open=True, max_open=True),
+    default=0.4,
+    show_default=True,
+    help="--kind molecule: applicability domain, a soft penalty below this Tanimoto "
+    "similarity to the nearest molecule of DATA (0 < S < 1)",
+)
+@click.option("--no-domain", is_flag=True, help="--kind molecule: no applicability-domain penalty")
 @click.option(
     "--candidate-elements",
     "elements",
@@ -112,6 +129,9 @@ def design(
     column,
     kind,
     zoo_models,
+    fingerprint_models,
+    min_similarity,
+    no_domain,
     elements,
     max_atoms,
     charge_balanced,
@@ -135,9 +155,11 @@ def design(
 ) -> int:
     """Inverse design (iQSPR): SMC chains on Dask toward property targets.
 
-    Fits a forward model per target property on DATA (BayesianRidge on ECFP
-    counts + MACCS for molecules, on XenonPy's pooled element descriptors for
-    compositions), or uses the zoo models given with --forward-model. Molecules move
+    Fits a forward model per target property on DATA (for molecules, on ECFP
+    counts + MACCS: Bayesian ridge and Tanimoto neighbours mixed, with their
+    disagreement in the predictive std, and a soft applicability-domain penalty
+    below --min-similarity to DATA; for compositions, BayesianRidge on XenonPy's
+    pooled element descriptors), or uses the zoo models given with --forward-model. Molecules move
     by an n-gram SMILES model trained on DATA (or --ngram); compositions by
     element substitutions, additions, removals and amount changes within
     --candidate-elements and --atoms (--charge-balanced keeps them neutral). Runs
@@ -147,7 +169,7 @@ def design(
     X.json beside it summarizes. Exit status 1 when a chain failed.
     """
     from xenonscale.cluster import close_client, get_client
-    from xenonscale.design import Likelihood, NGram, parse_targets, train_ngram
+    from xenonscale.design import FamilyEnsemble, Likelihood, NGram, parse_targets, train_ngram
     from xenonscale.design import design as run_design
 
     out = Path(output)
@@ -197,7 +219,11 @@ def design(
                 model.save(save_ngram)
                 ngram_info["path"] = save_ngram
         tick = time.perf_counter()
-        likelihood = Likelihood(targets, models=models, kind=kind).fit(
+        fitted = dict(models)
+        if kind == "molecule" and fingerprint_models == "families":
+            fitted = {name: FamilyEnsemble() for name in names} | fitted
+        domain = None if (kind != "molecule" or no_domain) else min_similarity
+        likelihood = Likelihood(targets, models=fitted, kind=kind, domain=domain).fit(
             smiles, frame.reindex(columns=names)
         )
         fit_seconds = time.perf_counter() - tick
@@ -231,6 +257,8 @@ def design(
         "kind": kind,
         "smiles_column": column,
         "zoo_models": {name: str(model.ref) for name, model in models.items()},
+        "fingerprint_models": fingerprint_models if kind == "molecule" else None,
+        "min_similarity": likelihood.domain,
         "targets": [str(t) for t in targets],
         "invalid_training_smiles": likelihood.n_invalid_smiles_,
         "forward_model_fit_seconds": round(fit_seconds, 2),

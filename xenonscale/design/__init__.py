@@ -9,8 +9,11 @@ True
 """
 
 from xenonscale.design.ensemble import ChainStatus, DesignResult, design
+from xenonscale.design.families import FamilyEnsemble
+from xenonscale.design.judging import IndependentJudges
 from xenonscale.design.likelihood import Likelihood, default_featurizer, log_probability_between
 from xenonscale.design.metrics import canonical_smiles, population_metrics
+from xenonscale.design.neighbors import TanimotoNeighbors
 from xenonscale.design.ngram import NGram
 from xenonscale.design.ngram_training import train_ngram
 from xenonscale.design.smc import DEFAULT_BETAS, SMC, ChainState, annealing_schedule
@@ -23,8 +26,11 @@ __all__: list[str] = [
     "ChainState",
     "ChainStatus",
     "DesignResult",
+    "FamilyEnsemble",
+    "IndependentJudges",
     "Likelihood",
     "NGram",
+    "TanimotoNeighbors",
     "Target",
     "annealing_schedule",
     "canonical_smiles",

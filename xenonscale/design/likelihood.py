@@ -62,8 +62,10 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+from scipy.special import log_ndtr
 
 from xenonscale.chem.formula import parse_compositions
+from xenonscale.design.neighbors import CountReference
 from xenonscale.design.targets import Target, parse_targets
 from xenonscale.errors import ConfigError
 from xenonscale.featurize.base import featurize_safely
@@ -162,6 +164,16 @@ class Likelihood:
         What the candidates are: ``molecule`` (SMILES; default featurizer
         :func:`default_featurizer`) or ``composition`` (formulas; XenonPy's
         classic pooled descriptors, validity = the formula parses).
+    domain : float, optional
+        The applicability domain as a minimum MinMax (Tanimoto) similarity of
+        a candidate's fingerprint to its most similar training molecule
+        (molecules only; count or bit fingerprints). A candidate below it
+        loses ``log Φ((similarity − domain) / domain_width)`` (about −3.8 one
+        width below, −10 two widths below: smooth, finite), so chains stay
+        where the forward models were fitted. ``evaluate`` reports the
+        similarity as ``domain_similarity``.
+    domain_width : float, default 0.05
+        The softness of that boundary.
 
     Attributes
     ----------
@@ -201,10 +213,24 @@ class Likelihood:
         invalid_log_likelihood: float = -1000.0,
         min_std: float = 1e-6,
         kind: str = "molecule",
+        domain: float | None = None,
+        domain_width: float = 0.05,
     ) -> None:
         if kind not in KINDS:
             raise ConfigError(f"kind={kind!r}: design candidates are one of {', '.join(KINDS)}")
+        if domain is not None and kind != "molecule":
+            raise ConfigError(
+                f"domain={domain!r} for kind={kind!r}: the Tanimoto domain applies to molecules; "
+                "leave domain unset"
+            )
+        if domain is not None and not (0.0 < float(domain) < 1.0 and float(domain_width) > 0):
+            raise ConfigError(
+                f"domain={domain!r}, domain_width={domain_width!r}: give a similarity in (0, 1), "
+                "e.g. 0.35, and a positive width, e.g. 0.05"
+            )
         self.kind = kind
+        self.domain = domain
+        self.domain_width = domain_width
         self.targets = targets
         self.models = models
         self.featurizer = featurizer
@@ -280,6 +306,11 @@ class Likelihood:
             self.std_source_[name] = forward.source
         if x is None:
             self.n_invalid_smiles_ = 0
+        if getattr(self, "domain", None) is not None:
+            if x is None:
+                batch = featurize_safely(self.featurizer_, list(smiles))
+                x, ok = np.asarray(batch.values), np.asarray(batch.ok, bool)
+            self.domain_reference_ = CountReference(x[ok])
         return self
 
     def _default_estimator(self):
@@ -351,8 +382,15 @@ class Likelihood:
                 ll += log_probability_between(means[:, k], stds[:, k], target.low, target.high)
             inside &= target.contains(means[:, k])
         usable = valid & np.isfinite(means).all(axis=1) & np.isfinite(stds).all(axis=1)
+        similarity = None
+        if getattr(self, "domain", None) is not None:
+            similarity = self._domain_similarity(smiles, valid)
+            with np.errstate(invalid="ignore", divide="ignore"):
+                ll += log_ndtr((similarity - float(self.domain)) / float(self.domain_width))
         ll = np.where(usable & ~np.isnan(ll), np.maximum(ll, 0.9 * floor), floor)
         frame = {"valid": valid, "log_likelihood": ll}
+        if similarity is not None:
+            frame["domain_similarity"] = similarity
         for k, name in enumerate(self.properties_):
             frame[f"{name}_mean"] = means[:, k]
             frame[f"{name}_std"] = stds[:, k]
@@ -383,6 +421,15 @@ class Likelihood:
                 valid = np.asarray(parse_molecules(smiles).ok, bool)
         stds = np.maximum(stds, float(self.min_std))
         return valid, means, stds
+
+    def _domain_similarity(self, smiles: list[str], valid: np.ndarray) -> np.ndarray:
+        """Each candidate's similarity to its most similar training molecule (NaN: unreadable)."""
+        out = np.full(len(smiles), np.nan)
+        batch = featurize_safely(self.featurizer_, list(smiles))
+        readable = np.asarray(batch.ok, bool) & valid
+        if readable.any():
+            out[readable] = self.domain_reference_.nearest(np.asarray(batch.values)[readable])
+        return out
 
     def _check_targets(self, targets) -> dict[str, Target]:
         self._check_fitted()
