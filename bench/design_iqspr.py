@@ -82,25 +82,58 @@ def _arguments(argv=None) -> argparse.Namespace:
         default=True,
         help="Metropolis acceptance of proposals (default; --no-metropolis: XenonPy's step)",
     )
+    parser.add_argument(
+        "--variants",
+        default=",".join(VARIANTS),
+        help=f"likelihoods to compare, comma-separated (default: all of {', '.join(VARIANTS)})",
+    )
     parser.add_argument("--workdir", default=str(HERE / "results" / "design_iqspr"))
     parser.add_argument("--json", default=None, help="write the figures here too")
     parser.add_argument("--no-progress", action="store_true")
     return parser.parse_args(argv)
 
 
+#: The likelihoods compared (``--variants``): forward models and applicability domain.
+VARIANTS = {
+    # the issue-7 default: one linear family, no domain
+    "bayesian-ridge": {"models": "bayesian-ridge", "domain": None},
+    # two families (linear + Tanimoto neighbours) mixed with their disagreement
+    "families": {"models": "families", "domain": None},
+    # the same, kept near the data: nearest-neighbour similarity 0.4 at least (soft)
+    "families+domain": {"models": "families", "domain": 0.4},
+    # closer still: 0.6
+    "families+domain0.6": {"models": "families", "domain": 0.6},
+}
+
+
+def _likelihood(variant: str, half_a: pd.DataFrame, names: list[str]):
+    from sklearn.linear_model import BayesianRidge
+
+    from xenonscale.design import Likelihood
+    from xenonscale.design.families import FamilyEnsemble
+
+    setting = VARIANTS[variant]
+    if setting["models"] == "families":
+        models = {name: FamilyEnsemble() for name in names}
+    else:
+        models = {name: BayesianRidge() for name in names}
+    return Likelihood(TARGETS, models=models, domain=setting["domain"]).fit(
+        half_a["SMILES"].tolist(), half_a[names]
+    )
+
+
 def main(argv=None) -> dict:
     from xenonscale.cluster import close_client, get_client
-    from xenonscale.design import (
-        Likelihood,
-        design,
-        parse_targets,
-        population_metrics,
-        train_ngram,
-    )
+    from xenonscale.design import design, parse_targets, train_ngram
+    from xenonscale.design.judging import JUDGES, IndependentJudges
     from xenonscale.design.metrics import canonical_smiles
     from xenonscale.viz.design import property_space_figure, trajectory_figure
 
     args = _arguments(argv)
+    variants = [v.strip() for v in args.variants.split(",") if v.strip()]
+    unknown = [v for v in variants if v not in VARIANTS]
+    if unknown:
+        raise SystemExit(f"--variants {unknown}: choose from {', '.join(VARIANTS)}")
     data = pd.read_csv(_data_path(args.data))
     names = ["E", "HOMO-LUMO gap"]
     order = np.random.default_rng(args.split_seed).permutation(len(data))
@@ -115,53 +148,22 @@ def main(argv=None) -> dict:
     if args.del_range is not None:
         settings["del_range"] = tuple(args.del_range)
 
-    client = get_client(workers=args.workers, quiet=True)
-    try:
-        tick = time.perf_counter()
-        ngram = train_ngram(
-            half_a["SMILES"].tolist(), order=args.order, client=client, seed=args.seed,
-            progress=progress, **settings,
-        )  # fmt: skip
-        ngram_seconds = time.perf_counter() - tick
-        tick = time.perf_counter()
-        design_model = Likelihood(TARGETS).fit(half_a["SMILES"].tolist(), half_a[names])
-        fit_seconds = time.perf_counter() - tick
-        result = design(
-            design_model,
-            ngram,
-            workdir / "design.parquet",
-            chains=args.chains,
-            samples=args.samples,
-            steps=args.steps,
-            seed=args.seed,
-            metropolis=args.metropolis,
-            reference=half_a["SMILES"].tolist(),
-            client=client,
-            progress=progress,
-        )
-    finally:
-        close_client(client)
-
-    frame = result.frame()
-    done = [c.chain for c in result.chains if c.status == "done"]
-    last = frame.groupby("chain")["step"].transform("max")
-    final = frame[(frame["step"] == last) & frame["chain"].isin(done)].reset_index(drop=True)
-    judge = Likelihood(TARGETS).fit(half_b["SMILES"].tolist(), half_b[names])
-    verdict = judge.evaluate(final["smiles"].tolist())
-    known = set(canonical_smiles(data["SMILES"].tolist()))
-    figures = population_metrics(
-        final["smiles"].tolist(),
-        reference=known,
-        reference_is_canonical=True,
-        in_target=verdict["in_target"].to_numpy(bool),
+    tick = time.perf_counter()
+    judges = IndependentJudges(TARGETS, seed=args.split_seed).fit(
+        half_b["SMILES"].tolist(), half_b[names]
     )
-    start = frame[frame["step"] == 0]
+    judge_seconds = time.perf_counter() - tick
+    judge_scores = judges.scores(half_a["SMILES"].tolist(), half_a[names])
+    known = set(canonical_smiles(data["SMILES"].tolist()))
+    in_target_data = np.logical_and.reduce(
+        [t.contains(data[t.name]) for t in parse_targets(TARGETS)]
+    )
+    truth_a = np.logical_and.reduce([t.contains(half_a[t.name]) for t in parse_targets(TARGETS)])
+    verdict_a = judges.verdict(half_a["SMILES"].tolist())
     report = {
         "task": "iqspr_pubchemqc, targets " + " and ".join(TARGETS),
         "data_rows": len(data),
-        "data_in_target": float(
-            np.logical_and.reduce([t.contains(data[t.name]) for t in parse_targets(TARGETS)]).mean()
-        ),
+        "data_in_target": float(in_target_data.mean()),
         "settings": {
             "samples": args.samples,
             "steps": args.steps,
@@ -171,37 +173,106 @@ def main(argv=None) -> dict:
             "seed": args.seed,
             "split_seed": args.split_seed,
             "metropolis": args.metropolis,
-            "ngram": {
-                "del_range": [int(v) for v in np.atleast_1d(ngram.del_range)],
-                "reorder_prob": ngram.reorder_prob,
+        },
+        "judges": {
+            "fit_seconds": round(judge_seconds, 1),
+            "held_out_scores_on_half_a": judge_scores,
+            # how the judges see real molecules: half A's true in-target rows
+            "half_a_in_target_true": int(truth_a.sum()),
+            "half_a_true_in_target_judged_in_target": {
+                judge: float(verdict_a[f"in_target_{judge}"].to_numpy()[truth_a].mean())
+                for judge in JUDGES
+            },
+            "half_a_judged_in_target": {
+                judge: float(verdict_a[f"in_target_{judge}"].mean()) for judge in JUDGES
             },
         },
+        "variants": {},
+    }
+    client = get_client(workers=args.workers, quiet=True)
+    try:
+        tick = time.perf_counter()
+        ngram = train_ngram(
+            half_a["SMILES"].tolist(), order=args.order, client=client, seed=args.seed,
+            progress=progress, **settings,
+        )  # fmt: skip
+        report["ngram_training_seconds"] = round(time.perf_counter() - tick, 1)
+        report["settings"]["ngram"] = {
+            "del_range": [int(v) for v in np.atleast_1d(ngram.del_range)],
+            "reorder_prob": ngram.reorder_prob,
+        }
+        for variant in variants:
+            tick = time.perf_counter()
+            likelihood = _likelihood(variant, half_a, names)
+            fit_seconds = time.perf_counter() - tick
+            result = design(
+                likelihood,
+                ngram,
+                workdir / f"design_{variant}.parquet",
+                chains=args.chains,
+                samples=args.samples,
+                steps=args.steps,
+                seed=args.seed,
+                metropolis=args.metropolis,
+                reference=half_a["SMILES"].tolist(),
+                client=client,
+                progress=progress,
+            )
+            frame = result.frame()
+            report["variants"][variant] = _judge_variant(
+                frame, result, likelihood, judges, known, fit_seconds
+            )
+            report["variants"][variant]["setting"] = VARIANTS[variant]
+            property_space_figure(
+                frame, TARGETS, reference=half_a[names], title=f"iQSPR ({variant}, half A models)"
+            ).savefig(workdir / f"property_space_{variant}.png", dpi=110)
+            trajectory_figure(frame, title=f"{variant}: " + " and ".join(TARGETS)).savefig(
+                workdir / f"trajectory_{variant}.png", dpi=110
+            )
+    finally:
+        close_client(client)
+    text = json.dumps(report, indent=1, default=float)
+    print(text)
+    if args.json:
+        Path(args.json).write_text(text)
+    return report
+
+
+def _judge_variant(frame, result, likelihood, judges, known, fit_seconds) -> dict:
+    from xenonscale.design import population_metrics
+    from xenonscale.design.judging import JUDGES
+
+    done = [c.chain for c in result.chains if c.status == "done"]
+    last = frame.groupby("chain")["step"].transform("max")
+    final = frame[(frame["step"] == last) & frame["chain"].isin(done)].reset_index(drop=True)
+    start = frame[frame["step"] == 0].reset_index(drop=True)
+    verdict = judges.verdict(final["smiles"].tolist())
+    start_verdict = judges.verdict(start["smiles"].tolist())
+    figures = population_metrics(
+        final["smiles"].tolist(), reference=known, reference_is_canonical=True
+    )
+    out = {
+        "forward_models": likelihood.std_source_,
         "chains_done": len(done),
         "chain_errors": [c.error for c in result.chains if c.status != "done"],
         "final_molecules": len(final),
         "validity": figures["validity"],
         "uniqueness": figures["uniqueness"],
         "novelty_vs_all_data": figures["novelty"],
-        "in_target_by_half_b_models": figures["in_target"],
         "in_target_by_design_models": float(final["in_target"].mean()),
         "start_in_target_by_design_models": float(start["in_target"].mean()),
         "design_seconds": round(result.seconds, 1),
-        "ngram_training_seconds": round(ngram_seconds, 1),
         "forward_model_fit_seconds": round(fit_seconds, 1),
-        "rows_written": result.rows,
-        "half_b_model_std_source": judge.std_source_,
     }
-    property_space_figure(
-        frame, TARGETS, reference=half_a[names], title="iQSPR on iqspr_pubchemqc (half A models)"
-    ).savefig(workdir / "property_space.png", dpi=110)
-    trajectory_figure(frame, title=" and ".join(TARGETS)).savefig(
-        workdir / "trajectory.png", dpi=110
+    for judge in JUDGES:
+        out[f"in_target_by_{judge}"] = float(verdict[f"in_target_{judge}"].mean())
+        out[f"start_in_target_by_{judge}"] = float(start_verdict[f"in_target_{judge}"].mean())
+    out["in_target_by_both_judges"] = float(
+        np.logical_and.reduce([verdict[f"in_target_{j}"] for j in JUDGES]).mean()
     )
-    text = json.dumps(report, indent=1, default=float)
-    print(text)
-    if args.json:
-        Path(args.json).write_text(text)
-    return report
+    if "domain_similarity" in final:
+        out["final_domain_similarity_median"] = float(final["domain_similarity"].median())
+    return out
 
 
 if __name__ == "__main__":
