@@ -47,7 +47,7 @@ import numpy as np
 from xenonscale.design.neighbors import TanimotoNeighbors
 from xenonscale.errors import ConfigError
 
-__all__ = ["FamilyEnsemble", "default_members"]
+__all__ = ["FamilyEnsemble", "default_members", "has_native_std"]
 
 
 def default_members() -> list:
@@ -116,7 +116,7 @@ class FamilyEnsemble:
         self.cv_rmse_ = [float(np.sqrt(e)) for e in squared_errors]
         inverse = 1.0 / np.maximum(np.asarray(squared_errors), 1e-12)
         self.weights_ = [float(w) for w in inverse / inverse.sum()]
-        self.native_std_ = [_has_native_std(m, x[:1]) for m in self.members_]
+        self.native_std_ = [has_native_std(m, x[:1]) for m in self.members_]
         return self
 
     def predict(self, x, return_std: bool = False):
@@ -145,7 +145,14 @@ class FamilyEnsemble:
         return f"FamilyEnsemble({' + '.join(names)})"
 
 
-def _has_native_std(model, probe) -> bool:
+def has_native_std(model, probe) -> bool:
+    """Whether a fitted regressor's ``predict(probe, return_std=True)`` gives ``(mean, std)``.
+
+    >>> from sklearn.linear_model import BayesianRidge, Ridge
+    >>> x, y = np.eye(3), np.arange(3.0)
+    >>> has_native_std(BayesianRidge().fit(x, y), x[:1]), has_native_std(Ridge().fit(x, y), x[:1])
+    (True, False)
+    """
     try:
         out = model.predict(probe, return_std=True)
     except TypeError:  # predict() takes no return_std

@@ -65,6 +65,7 @@ import pandas as pd
 from scipy.special import log_ndtr
 
 from xenonscale.chem.formula import parse_compositions
+from xenonscale.design.families import has_native_std
 from xenonscale.design.neighbors import CountReference
 from xenonscale.design.targets import Target, parse_targets
 from xenonscale.errors import ConfigError
@@ -330,7 +331,7 @@ class Likelihood:
 
         Rows that cannot be read or predicted are NaN in both frames.
         """
-        _, means, stds = self._predict(list(smiles))
+        _, means, stds, _ = self._predict(list(smiles))
         return (
             pd.DataFrame(means, columns=self.properties_),
             pd.DataFrame(stds, columns=self.properties_),
@@ -367,7 +368,7 @@ class Likelihood:
         """
         targets = self._check_targets(targets)
         smiles = list(smiles)
-        valid, means, stds = self._predict(smiles)
+        valid, means, stds, features = self._predict(smiles)
         floor = float(self.invalid_log_likelihood)
         if not (np.isfinite(floor) and floor < 0):
             raise ConfigError(
@@ -384,7 +385,7 @@ class Likelihood:
         usable = valid & np.isfinite(means).all(axis=1) & np.isfinite(stds).all(axis=1)
         similarity = None
         if getattr(self, "domain", None) is not None:
-            similarity = self._domain_similarity(smiles, valid)
+            similarity = self._domain_similarity(smiles, valid, features)
             with np.errstate(invalid="ignore", divide="ignore"):
                 ll += log_ndtr((similarity - float(self.domain)) / float(self.domain_width))
         ll = np.where(usable & ~np.isnan(ll), np.maximum(ll, 0.9 * floor), floor)
@@ -397,7 +398,9 @@ class Likelihood:
         frame["in_target"] = inside & usable
         return pd.DataFrame(frame)
 
-    def _predict(self, smiles: list[str]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    def _predict(self, smiles: list[str]):
+        """``(valid, means, stds, features)``; ``features`` is ``(x, ok)`` of the featurizer
+        batch when a scikit-learn model needed one, else None (zoo models only)."""
         self._check_fitted()
         if isinstance(smiles, str):
             raise ConfigError(f"got one string {smiles!r}: pass a list of SMILES")
@@ -420,15 +423,19 @@ class Likelihood:
             else:
                 valid = np.asarray(parse_molecules(smiles).ok, bool)
         stds = np.maximum(stds, float(self.min_std))
-        return valid, means, stds
+        return valid, means, stds, (None if x is None else (x, valid))
 
-    def _domain_similarity(self, smiles: list[str], valid: np.ndarray) -> np.ndarray:
-        """Each candidate's similarity to its most similar training molecule (NaN: unreadable)."""
+    def _domain_similarity(self, smiles: list[str], valid: np.ndarray, features) -> np.ndarray:
+        """Each candidate's similarity to its most similar training molecule (NaN: unreadable);
+        ``features`` is the prediction's featurizer batch, reused when there is one."""
         out = np.full(len(smiles), np.nan)
-        batch = featurize_safely(self.featurizer_, list(smiles))
-        readable = np.asarray(batch.ok, bool) & valid
+        if features is None:  # zoo models only: featurize for the domain alone
+            batch = featurize_safely(self.featurizer_, list(smiles))
+            features = (np.asarray(batch.values), np.asarray(batch.ok, bool))
+        x, ok = features
+        readable = ok & valid
         if readable.any():
-            out[readable] = self.domain_reference_.nearest(np.asarray(batch.values)[readable])
+            out[readable] = self.domain_reference_.nearest(x[readable])
         return out
 
     def _check_targets(self, targets) -> dict[str, Target]:
@@ -467,11 +474,7 @@ class _SklearnForward:
 
     def fit(self, x: np.ndarray, y: np.ndarray) -> _SklearnForward:
         self.estimator.fit(x, y)
-        try:
-            out = self.estimator.predict(x[:1], return_std=True)
-            self.native_std_ = isinstance(out, tuple) and len(out) == 2
-        except TypeError:  # predict() takes no return_std
-            self.native_std_ = False
+        self.native_std_ = has_native_std(self.estimator, x[:1])
         self.std_ = None
         if not self.native_std_:
             from sklearn.base import clone

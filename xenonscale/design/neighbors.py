@@ -5,9 +5,10 @@ the **MinMax (Tanimoto) similarity** ``sum(min(a, b)) / sum(max(a, b))``
 (1 for the same counts, 0 for nothing in common; for 0/1 bits it is the
 usual Tanimoto coefficient). :func:`minmax_similarity` computes it for whole
 blocks at once: ``sum(min(a, b)) = sum_t [a >= t]·[b >= t]``, one matrix
-product per count level ``t``, each over the columns that still hold a count
-``>= t`` in both blocks; ``sum(max) = sum(a) + sum(b) - sum(min)``. Exact for
-any non-negative integer counts.
+product per count level ``t`` over the columns where the reference still
+holds a count ``>= t`` (prepared once per reference by :class:`CountReference`);
+``sum(max) = sum(a) + sum(b) - sum(min)``. Exact for any non-negative integer
+counts.
 
 :class:`TanimotoNeighbors` is a scikit-learn style regressor over such
 fingerprints (an instance-based family, unlike the linear default and tree
@@ -87,17 +88,12 @@ def as_count_matrix(x) -> np.ndarray:
 
 
 def nearest_similarity(x, reference) -> np.ndarray:
-    """Each row's MinMax similarity to its most similar ``reference`` row (blocks of rows).
+    """Each row's MinMax similarity to its most similar ``reference`` row.
 
     >>> nearest_similarity([[1, 1, 0]], [[1, 1, 1], [1, 1, 0]]).tolist()
     [1.0]
     """
-    x, reference = _as_counts(x), _as_counts(reference)
-    out = [
-        minmax_similarity(x[start : start + _BLOCK_ROWS], reference).max(axis=1, initial=0.0)
-        for start in range(0, len(x), _BLOCK_ROWS)
-    ]
-    return np.concatenate(out) if out else np.zeros(0, np.float32)
+    return CountReference(reference).nearest(x)
 
 
 def minmax_similarity(a, b) -> np.ndarray:
@@ -110,28 +106,7 @@ def minmax_similarity(a, b) -> np.ndarray:
     >>> minmax_similarity(np.array([[1, 0, 1]]), np.array([[1, 1, 1], [0, 0, 0]])).tolist()
     [[0.6666666865348816, 0.0]]
     """
-    a, b = _as_counts(a), _as_counts(b)
-    if a.shape[1] != b.shape[1]:
-        raise ConfigError(
-            f"fingerprints of {a.shape[1]} and {b.shape[1]} bits: compare like with like"
-        )
-    shared = np.zeros((len(a), len(b)), np.float32)
-    level = 1
-    columns = np.flatnonzero((a.max(axis=0, initial=0) >= 1) & (b.max(axis=0, initial=0) >= 1))
-    while columns.size:
-        left = (a[:, columns] >= level).astype(np.float32)
-        right = (b[:, columns] >= level).astype(np.float32)
-        shared += left @ right.T
-        level += 1
-        keep = (left.max(axis=0, initial=0) > 0) & (right.max(axis=0, initial=0) > 0)
-        columns = columns[keep]
-        if columns.size:  # columns where both blocks still reach the next level
-            reach = (a[:, columns].max(axis=0) >= level) & (b[:, columns].max(axis=0) >= level)
-            columns = columns[reach]
-    total = a.sum(axis=1, dtype=np.float64)[:, None] + b.sum(axis=1, dtype=np.float64)[None, :]
-    union = total - shared
-    with np.errstate(invalid="ignore", divide="ignore"):
-        return np.where(union > 0, shared / union, 0.0).astype(np.float32)
+    return CountReference(b).similarity(a)
 
 
 class CountReference:
