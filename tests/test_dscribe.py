@@ -464,6 +464,46 @@ def test_bad_records_are_error_rows_with_reasons(crystals, phonons, data_dir):
         ) in error.reason
 
 
+@pytest.mark.parametrize(
+    "descriptor, params, limits",
+    [
+        ("SOAP", {"species": ["O", "Li", "Na", "K", "F", "Cl"], "r_cut": 5.0}, {}),
+        (
+            "ACSF",
+            {"species": ["O", "Li", "Na", "K", "F", "Cl"], "r_cut": 12.0},
+            {"max_neighbors": 2000},
+        ),
+        ("SineMatrix", {"n_atoms_max": 6}, {}),
+        ("SOAP", {"species": "Z<=83", "r_cut": 3.0}, {"cells": 30}),
+    ],
+)
+def test_crystal_refusals_over_the_batch_equal_the_per_record_checks(
+    phonons, monkeypatch, descriptor, params, limits
+):
+    """The vectorized checks of a crystal batch give each record the reason the
+    one-record check gives (species, n_atoms_max, neighbour budget, cell list)."""
+    from xenonscale.featurize.dscribe import featurizer as module
+    from xenonscale.featurize.dscribe.atoms import structure_atoms
+
+    if "cells" in limits:
+        monkeypatch.setattr(module, "MAX_CELLS", limits["cells"])
+    featurizer = DscribeFeaturizer(descriptor, params).check()
+    found, resolved = featurizer._setup()
+    built = featurizer._built()
+    parsed = structure_atoms(phonons)
+    budget = {k: v for k, v in limits.items() if k != "cells"}
+    with record_limits(**budget):
+        batch = featurizer._refuse_crystals(found, resolved, built, parsed)
+        one_by_one = {
+            row: featurizer._refuse(found, resolved, built, atoms)
+            for row, atoms in enumerate(parsed.atoms)
+            if atoms is not None
+        }
+    want = {row: why for row, why in one_by_one.items() if why is not None}
+    assert 0 < len(want) < len(phonons)
+    assert batch == want
+
+
 def test_the_batch_call_falls_back_row_by_row_only_when_it_raises(crystals):
     duplicated = dict(crystals[3], sites=[*crystals[3]["sites"], crystals[3]["sites"][0]])
     sine = build("structure", "SineMatrix(n_atoms_max=16)")

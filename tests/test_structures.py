@@ -347,6 +347,68 @@ def test_parse_caches_the_last_batch_only_for_immutable_rows(tables):
     assert parse_structures(docs) is not parse_structures(docs)
 
 
+def _pymatgen_arrays(structure) -> tuple:
+    """The StructureBatch arrays of one structure, read by pymatgen itself."""
+    from xenonscale.featurize.structures.parse import _arrays
+
+    return _arrays(structure)
+
+
+def test_dict_rows_read_without_pymatgen_equal_pymatgens_reading(tables):
+    """Ordinary dicts skip ``Structure.from_dict``; the arrays must not change a bit.
+
+    Every phonons dict, the same dicts with guessed oxidation states and as JSON
+    text, and the forms that must fall back to pymatgen (disorder, lattice
+    parameters instead of a matrix, a dummy species) give the arrays pymatgen's
+    own ``Structure.from_dict`` gives, cartesian coordinates included.
+    """
+    from pymatgen.core import Structure
+
+    from xenonscale.featurize.structures.parse import _dict_arrays
+
+    docs = list(tables["phonons"])
+    oxidized = []
+    for doc in docs[:60]:
+        s = Structure.from_dict(doc)
+        s.add_oxidation_state_by_guess()
+        oxidized.append(s.as_dict())
+    assert all(_dict_arrays(d) is not None for d in docs + oxidized)  # the fast path ran
+    mixed = Structure.from_dict(docs[0])
+    mixed.replace(0, {mixed[0].specie.symbol: 0.5, "Sr": 0.5})
+    by_parameters = Structure.from_dict(docs[1]).as_dict()
+    by_parameters["lattice"].pop("matrix")
+    fallback = [mixed.as_dict(), by_parameters]
+    assert all(_dict_arrays(d) is None for d in fallback)
+    rows = docs + oxidized + fallback + [json.dumps(d) for d in docs[:50]]
+    batch = parse_structures(rows, cache=False)
+    assert batch.ok.all() and not batch.errors
+    names = ("lattice", "pbc", "cart", "frac", "z", "occ_n", "occ_z", "occ", "key", "ordered")
+    for row, doc in enumerate(rows):
+        mapping = json.loads(doc) if isinstance(doc, str) else doc
+        want = _pymatgen_arrays(Structure.from_dict(mapping))
+        sites = batch.sites(row)
+        occ = slice(int(batch.occ_start[sites.start]), int(batch.occ_start[sites.stop]))
+        got = (
+            batch.lattice[row],
+            batch.pbc[row],
+            batch.cart[sites],
+            batch.frac[sites],
+            batch.z[sites],
+            np.diff(batch.occ_start[sites.start : sites.stop + 1]),
+            batch.occ_z[occ],
+            batch.occ_amount[occ],
+            batch.species_key[sites],
+            batch.ordered[row],
+        )
+        for name, a, b in zip(names, got, want, strict=True):
+            assert np.array_equal(np.asarray(a), np.asarray(b)), (row, name)
+    # a dummy species in a dict still becomes pymatgen's reasoned error row
+    dummy = json.loads(json.dumps(docs[2]))
+    dummy["sites"][0]["species"] = [{"element": "X", "oxidation_state": 0, "occu": 1}]
+    bad = parse_structures([dummy], cache=False)
+    assert not bad.ok[0] and "not an element" in bad.errors[0].reason
+
+
 # ------------------------------------------------------------------------ engine
 @pytest.mark.slow
 def test_engine_store_equals_in_memory(tmp_path, dask_client, tables):

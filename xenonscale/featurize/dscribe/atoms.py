@@ -63,7 +63,7 @@ from xenonscale.chem.formula import RowError
 from xenonscale.chem.periodic import PERIODIC_SYMBOLS
 from xenonscale.errors import XenonscaleError
 from xenonscale.featurize.molecules.parse import describe_molecule, parse_molecule, rdkit
-from xenonscale.featurize.structures.parse import parse_structures
+from xenonscale.featurize.structures.parse import StructureBatch, parse_structures
 from xenonscale.limits import RecordTimeout, current_limits, failure_reason, run_record
 
 __all__ = [
@@ -94,6 +94,9 @@ class AtomsBatch:
 
     atoms: list[Any]
     errors: list[RowError] = field(default_factory=list)
+    #: Crystals: the parsed batch the atoms were built from (``Atoms`` of row ``i``
+    #: hold its sites ``structures.sites(i)``); None for molecules.
+    structures: StructureBatch | None = None
 
 
 # ---------------------------------------------------------------------- crystals
@@ -122,7 +125,7 @@ def structure_atoms(inputs: Sequence[object]) -> AtomsBatch:
             cell=batch.lattice[row],
             pbc=batch.pbc[row],
         )
-    return AtomsBatch(atoms, sorted(errors, key=lambda e: e.row))
+    return AtomsBatch(atoms, sorted(errors, key=lambda e: e.row), batch)
 
 
 # ---------------------------------------------------------------------- molecules

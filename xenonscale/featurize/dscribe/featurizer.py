@@ -36,18 +36,19 @@ from typing import Any
 import numpy as np
 
 from xenonscale.chem.formula import RowError, describe_input
-from xenonscale.chem.periodic import atomic_number
+from xenonscale.chem.periodic import PERIODIC_SYMBOLS, atomic_number
 from xenonscale.errors import ConfigError
 from xenonscale.featurize.base import BatchTransformer, FeatureBatch, check_on_error
 from xenonscale.featurize.dscribe.atoms import molecule_atoms, structure_atoms
 from xenonscale.featurize.dscribe.compat import dscribe_version
 from xenonscale.featurize.dscribe.descriptors import DSCRIBE_CITATIONS, KINDS, descriptor
 from xenonscale.featurize.molecules.parse import describe_molecule
-from xenonscale.featurize.structures.neighbors import search_cost
+from xenonscale.featurize.structures.neighbors import search_cost, search_costs
 from xenonscale.limits import RecordTimeout, current_limits, failure_reason, run_record
 
 __all__ = ["MAX_CELLS", "DscribeFeaturizer"]
 
+_CORNERS = np.array([[i, j, k] for i in (0, 1) for j in (0, 1) for k in (0, 1)], float)
 #: Most cells of ``cutoff``³ in the box DScribe's cell list spans (about 100 MB).
 MAX_CELLS = 1_000_000
 
@@ -179,14 +180,22 @@ class DscribeFeaturizer(BatchTransformer):
         parsed = (structure_atoms if self.kind == "structure" else molecule_atoms)(items)
         errors = list(parsed.errors)
         rows: list[int] = []
+        if parsed.structures is not None:  # crystals: every check over the whole batch at once
+            refused = self._refuse_crystals(found, resolved, built, parsed)
+        else:
+            refused = {}
+            for row, atoms in enumerate(parsed.atoms):
+                if atoms is not None:
+                    reason = self._refuse(found, resolved, built, atoms)
+                    if reason is not None:
+                        refused[row] = reason
         for row, atoms in enumerate(parsed.atoms):
             if atoms is None:
                 continue
-            reason = self._refuse(found, resolved, built, atoms)
-            if reason is None:
-                rows.append(row)
+            if row in refused:
+                errors.append(RowError(row, describe(items[row]), refused[row]))
             else:
-                errors.append(RowError(row, describe(items[row]), reason))
+                rows.append(row)
         if rows:
             good, failed = _compute(found, built, resolved, [parsed.atoms[r] for r in rows], width)
             for k, why in failed.items():
@@ -198,6 +207,58 @@ class DscribeFeaturizer(BatchTransformer):
             ok[error.row] = False
             values[error.row] = np.nan
         return FeatureBatch(values=values, ok=ok, errors=sorted(errors, key=lambda e: e.row))
+
+    def _refuse_crystals(self, found, resolved, built, parsed) -> dict[int, str]:
+        """:meth:`_refuse` for the crystals of ``parsed``, computed from the parsed arrays."""
+        batch = parsed.structures
+        rows = np.array([r for r, a in enumerate(parsed.atoms) if a is not None], dtype=np.int64)
+        refused: dict[int, str] = {}
+        if not len(rows):
+            return refused
+        n_sites = batch.n_sites[rows]
+        species = found.species(resolved)
+        if species is not None:
+            allowed = np.array(sorted(_allowed(species)), dtype=np.int64)
+            bad_site = ~np.isin(batch.z, allowed)
+            site_row = np.repeat(np.arange(len(batch)), batch.n_sites)
+            bad_rows = np.bincount(site_row[bad_site], minlength=len(batch))[rows] > 0
+            for row in rows[bad_rows].tolist():
+                z = batch.z[batch.sites(row)]
+                outside = int(z[~np.isin(z, allowed)].min())
+                refused[row] = (
+                    f"element {PERIODIC_SYMBOLS[outside - 1]} is not among species "
+                    f"{list(species)} of dscribe:{found.name}: add it to species=[...]"
+                )
+        for row, n in zip(rows.tolist(), n_sites.tolist(), strict=True):
+            if row not in refused:
+                reason = found.refuse(resolved, n)
+                if reason is not None:
+                    refused[row] = reason
+        cutoff = found.cutoff(built, resolved)
+        if cutoff is None:
+            return refused
+        lattice, pbc = batch.lattice[rows], batch.pbc[rows]
+        periodic = pbc.any(axis=1)
+        limits = current_limits()
+        costs = search_costs(n_sites, lattice, pbc, cutoff)
+        for k in np.flatnonzero(periodic & ~(costs <= limits.max_neighbors)).tolist():
+            what = f"neighbour search to {cutoff:g} Å of {costs[k]:.3g} pairs/images"
+            refused.setdefault(int(rows[k]), limits.limit_reason("max_neighbors", costs[k], what))
+        if found.cell_list:
+            first = batch.start[rows]
+            low = np.minimum.reduceat(batch.cart, first, axis=0)
+            high = np.maximum.reduceat(batch.cart, first, axis=0)
+            corners = _CORNERS @ lattice  # (rows, 8, 3)
+            margin = np.where(periodic, cutoff, 0.0)[:, None]
+            low = np.where(periodic[:, None], np.minimum(low, corners.min(axis=1)), low)
+            high = np.where(periodic[:, None], np.maximum(high, corners.max(axis=1)), high)
+            with np.errstate(all="ignore"):
+                box = high - low + 2.0 * margin
+            box = np.where(np.isfinite(box), box, np.inf)
+            cells = np.prod(np.maximum(1.0, np.ceil(box / cutoff)), axis=1)
+            for k in np.flatnonzero(~(cells <= MAX_CELLS)).tolist():
+                refused.setdefault(int(rows[k]), _spread_reason(box[k], cells[k], cutoff))
+        return refused
 
     def _refuse(self, found, resolved, built, atoms) -> str | None:
         """Why DScribe must not see this record (species, size, neighbour budget), or None."""
@@ -227,12 +288,16 @@ class DscribeFeaturizer(BatchTransformer):
             box = _box(atoms, cutoff if periodic else 0.0)
             cells = float(np.prod(np.maximum(1.0, np.ceil(box / cutoff))))
             if not cells <= MAX_CELLS:
-                return (
-                    f"atoms spread over a {' × '.join(f'{x:.3g}' for x in box)} Å box: "
-                    f"DScribe's cell list would need {cells:.3g} cells of {cutoff:.3g} Å "
-                    f"(limit {MAX_CELLS:,}); a far-away fragment or a cell too large"
-                )
+                return _spread_reason(box, cells, cutoff)
         return None
+
+
+def _spread_reason(box: np.ndarray, cells: float, cutoff: float) -> str:
+    return (
+        f"atoms spread over a {' × '.join(f'{x:.3g}' for x in box)} Å box: "
+        f"DScribe's cell list would need {cells:.3g} cells of {cutoff:.3g} Å "
+        f"(limit {MAX_CELLS:,}); a far-away fragment or a cell too large"
+    )
 
 
 def _box(atoms, margin: float) -> np.ndarray:
@@ -240,8 +305,7 @@ def _box(atoms, margin: float) -> np.ndarray:
     widened by ``margin`` on each side (the periodic images DScribe adds)."""
     points = np.asarray(atoms.positions, dtype=np.float64)
     if margin:
-        corners = np.array([[i, j, k] for i in (0, 1) for j in (0, 1) for k in (0, 1)], float)
-        points = np.vstack([points, corners @ np.asarray(atoms.cell, dtype=np.float64)])
+        points = np.vstack([points, _CORNERS @ np.asarray(atoms.cell, dtype=np.float64)])
     with np.errstate(all="ignore"):
         box = points.max(axis=0) - points.min(axis=0) + 2.0 * margin
     return np.where(np.isfinite(box), box, np.inf)

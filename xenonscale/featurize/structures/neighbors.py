@@ -26,7 +26,7 @@ from __future__ import annotations
 
 import numpy as np
 
-__all__ = ["neighbor_list", "pair_distances", "periodic_points", "search_cost"]
+__all__ = ["neighbor_list", "pair_distances", "periodic_points", "search_cost", "search_costs"]
 
 #: pymatgen's default ``numerical_tol``: a pair closer than this to itself is "self".
 SELF_TOL = 1e-8
@@ -71,16 +71,29 @@ def search_cost(n: int, lattice: np.ndarray, pbc: np.ndarray, r: float) -> float
     >>> search_cost(1, np.diag([5.0, 5.0, 2e-6]), np.ones(3, bool), 1.0)
     9000009.0
     """
-    lattice = np.asarray(lattice, dtype=np.float64)
+    return float(search_costs([n], [lattice], [pbc], r)[0])
+
+
+def search_costs(
+    n_sites: np.ndarray, lattices: np.ndarray, pbc: np.ndarray, r: float
+) -> np.ndarray:
+    """:func:`search_cost` of many structures at once (``float64[m]``, the same numbers).
+
+    >>> cells = np.stack([np.eye(3) * 5.0, np.diag([5.0, 5.0, 2e-6]), np.zeros((3, 3))])
+    >>> search_costs([1, 1, 1], cells, np.ones((3, 3), bool), 1.0).tolist()
+    [27.0, 9000009.0, inf]
+    """
+    lattices = np.asarray(lattices, dtype=np.float64).reshape(-1, 3, 3)
+    n = np.asarray(n_sites, dtype=np.float64)
     with np.errstate(all="ignore"):  # absurd cells overflow: the cost is then inf or nan
-        volume = abs(float(np.linalg.det(lattice)))
-        faces = np.linalg.norm(np.cross(lattice[[1, 2, 0]], lattice[[2, 0, 1]]), axis=1)
-        heights = volume / faces
+        volume = np.abs(np.linalg.det(lattices)) if len(lattices) else np.zeros(0)
+        faces = np.linalg.norm(np.cross(lattices[:, [1, 2, 0]], lattices[:, [2, 0, 1]]), axis=2)
+        heights = volume[:, None] / faces
         reach = np.where(np.asarray(pbc, dtype=bool), 2.0 * np.ceil(r / heights) + 1.0, 1.0)
-        images = n * float(np.prod(reach))
+        images = n * np.prod(reach, axis=1)
         pairs = n * n / volume * 4.0 / 3.0 * np.pi * r**3
-    cost = max(images, pairs)
-    return cost if volume > 0 and np.isfinite(cost) else float("inf")
+        cost = np.where(pairs > images, pairs, images)  # Python's max(images, pairs)
+    return np.where((volume > 0) & np.isfinite(cost), cost, np.inf)
 
 
 def pair_distances(cart: np.ndarray, lattice: np.ndarray, pbc: np.ndarray, r: float) -> np.ndarray:
