@@ -195,7 +195,17 @@ def test_featurizers_declare_what_their_values_are(data_dir):
             assert encoding_of(counting) == "counts", name
             assert (values >= 0).all() and (values == np.round(values)).all(), name
     for name in registered("composition")["composition"]:  # real values: fractions, statistics
-        assert encoding_of(FeaturizerSpec.parse("composition", name).build()) == "float32"
+        want = "bits" if name == "presence" else "float32"
+        assert encoding_of(FeaturizerSpec.parse("composition", name).build()) == want, name
+    presence = FeaturizerSpec.parse("composition", "presence", elements="xenonpy58").build()
+    formulas = ["Fe2O3", "NaCl", "Li0.5CoO2", "Xx"]
+    batch = presence.featurize_batch(formulas)
+    assert batch.ok.tolist() == [True, True, True, False]
+    held = [{"Fe", "O"}, {"Na", "Cl"}, {"Li", "Co", "O"}]  # by hand
+    for row, elements in enumerate(held):
+        labels = np.array(presence.labels)[batch.values[row] == 1]
+        on = {label.removeprefix("has:") for label in labels}
+        assert on == elements and set(np.unique(batch.values[row])) == {0.0, 1.0}
     # a union: all bits → bits; bits and counts → counts; any float32 part → float32
     assert FeaturizerSpec.parse("molecule", "ecfp,maccs,pattern").build().feature_encoding == "bits"
     assert FeaturizerSpec.parse("molecule", "ecfp,rdkit").build().feature_encoding == "float32"
@@ -313,3 +323,41 @@ def test_cli_featurize_can_keep_float32(esol, tmp_path, dask_client, capsys):
     for flag in ("auto", "float32"):
         got = open_store(str(tmp_path / f"{flag}.zarr"), decode="float32").features.values
         np.testing.assert_array_equal(got, want.values.astype(np.float32))
+
+
+def test_cli_count_fingerprints_and_element_presence_are_compact(
+    esol, tmp_path, dask_client, data_dir, capsys
+):
+    """``ecfp_counts`` from the CLI is a uint16 store; ``presence`` a uint8 one; both exact."""
+    from xenonscale.cli.main import main
+
+    _, frame, _ = esol
+    small = tmp_path / "esol_100.csv"
+    frame.iloc[:100].to_csv(small, index=False)
+    store = str(tmp_path / "counts.zarr")
+    assert main(["featurize", str(small), "--kind", "molecule", "--column", "smiles",
+                 "--featurizers", "ecfp_counts", "--scheduler", dask_client.scheduler.address,
+                 "--no-progress", "-o", store]) == 0  # fmt: skip
+    ds = open_store(store)
+    assert ds.features.dtype == np.uint16 and ds.attrs["feature_encoding"] == "counts"
+    want = featurize_safely(ECFP(counting=True), frame.smiles.iloc[:100].tolist())
+    assert want.values[want.ok].max() > 1
+    np.testing.assert_array_equal(
+        open_store(store, decode="float32").features.values, want.values.astype(np.float32)
+    )
+    gaps = pd.read_csv(data_dir / "compositions" / "matbench_expt_gap.csv").iloc[:300]
+    formulas = tmp_path / "formulas.csv"
+    gaps.to_csv(formulas, index=False)
+    store = str(tmp_path / "presence.zarr")
+    assert main(["featurize", str(formulas), "--kind", "composition", "--column", "formula",
+                 "--featurizers", "presence", "--scheduler", dask_client.scheduler.address,
+                 "--no-progress", "-o", store]) == 0  # fmt: skip
+    capsys.readouterr()
+    ds = open_store(store)
+    assert ds.features.dtype == np.uint8 and ds.attrs["feature_encoding"] == "bits"
+    from pymatgen.core import Composition
+
+    labels = [str(x) for x in ds.feature.values]
+    for row in range(0, 300, 37):  # by hand: pymatgen's reading of the formula
+        on = {labels[k].removeprefix("has:") for k in np.flatnonzero(ds.features.values[row])}
+        assert on == {el.symbol for el in Composition(gaps.formula.iloc[row]).elements}

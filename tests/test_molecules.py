@@ -315,10 +315,14 @@ def test_scikit_learn_manners_and_pickling():
 
 def test_registered_names_and_lazy_rdkit():
     names = ["ecfp", "fcfp", "maccs", "atompair", "torsion", "rdkitfp", "layered", "pattern"]
-    assert {*names, "rdkit", "mordred"} == set(registered("molecule")["molecule"])
+    counts = [f"{n}_counts" for n in ("ecfp", "fcfp", "atompair", "torsion", "rdkitfp")]
+    assert {*names, *counts, "rdkit", "mordred"} == set(registered("molecule")["molecule"])
     for name, cls in REGISTERED.items():
         built = FeaturizerSpec.parse("molecule", name, elements="xenonpy58").build()
         assert type(built) is cls
+    for name in counts:  # the bits class, counting
+        built = FeaturizerSpec.parse("molecule", name).build()
+        assert type(built) is REGISTERED[name.removesuffix("_counts")] and built.counting
     code = (
         "import sys, xenonscale.featurize.registry as r; "
         "assert 'molecule' in r.registered(); "

@@ -15,7 +15,7 @@ Examples
 """
 
 from xenonscale.featurize.base import BatchTransformer, FeatureBatch, errors_frame
-from xenonscale.featurize.compositions import Compositions, ElementStatistics
+from xenonscale.featurize.compositions import Compositions, ElementPresence, ElementStatistics
 from xenonscale.featurize.molecules import (
     ECFP,
     FCFP,
@@ -42,6 +42,7 @@ __all__ = [
     "AtomPairFP",
     "BatchTransformer",
     "Compositions",
+    "ElementPresence",
     "ElementStatistics",
     "FeatureBatch",
     "LayeredFP",

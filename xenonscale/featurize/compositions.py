@@ -40,7 +40,7 @@ from xenonscale.featurize.pooling import (
     gather_groups,
 )
 
-__all__ = ["FEATURIZER_SETS", "Compositions", "ElementStatistics"]
+__all__ = ["FEATURIZER_SETS", "Compositions", "ElementPresence", "ElementStatistics"]
 
 CLASSIC = ("WeightedAverage", "WeightedSum", "WeightedVariance", "MaxPooling", "MinPooling")
 ALL = (
@@ -193,6 +193,49 @@ class Compositions(_TableFeaturizer):
         out = np.zeros((len(g), g.table.values.shape[0]), dtype=np.float64)
         out[np.arange(len(g))[:, None], g.table_rows] = weights  # elements are unique per row
         return out
+
+
+class ElementPresence(_TableFeaturizer):
+    """One-hot element presence: ``has:Fe`` is 1 when the formula holds Fe, else 0.
+
+    A bits featurizer (``feature_encoding = "bits"``): a store keeps it as
+    ``uint8``. Registered as ``presence`` for ``--kind composition``.
+
+    Parameters
+    ----------
+    elements : str, ElementTable or DataFrame, default "xenonscale"
+        The element table whose elements are the columns (its order); a
+        formula with an element outside it is an error row.
+    on_error : {"record", "raise"}
+
+    Examples
+    --------
+    >>> presence = ElementPresence(elements="xenonpy58")  # doctest: +REQUIRES_DATA
+    >>> frame = presence.transform(["Fe2O3", "NaCl"])  # doctest: +REQUIRES_DATA
+    >>> frame.loc[0, ["has:Fe", "has:O", "has:Na"]].tolist()  # doctest: +REQUIRES_DATA
+    [1.0, 1.0, 0.0]
+    """
+
+    feature_encoding = "bits"
+
+    def __init__(self, *, elements: object = "xenonscale", on_error: str = "record") -> None:
+        self.elements = elements
+        self.on_error = on_error
+
+    @property
+    def labels(self) -> list[str]:
+        return [f"has:{symbol}" for symbol in self.table.symbols]
+
+    def featurize_batch(self, inputs: Sequence[object]) -> FeatureBatch:
+        """Featurize a batch; see :class:`~xenonscale.featurize.base.FeatureBatch`."""
+        width = len(self.table)
+
+        def compute(g: Gathered):
+            out = np.zeros((len(g), g.table.values.shape[0]), dtype=np.float64)
+            out[np.arange(len(g))[:, None], g.table_rows] = g.fractions > 0
+            yield slice(0, width), out
+
+        return self._featurize(inputs, width, compute)
 
 
 class ElementStatistics(_TableFeaturizer):

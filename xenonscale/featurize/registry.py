@@ -41,6 +41,7 @@ from xenonscale.featurize.compositions import (
     ALL,
     FEATURIZER_SETS,
     Compositions,
+    ElementPresence,
     ElementStatistics,
 )
 from xenonscale.featurize.slots import CompositionSlots
@@ -146,6 +147,9 @@ for _name in FEATURIZER_SETS:
     register_featurizer("composition", _name, _compositions(_name))
 for _name in ALL:
     register_featurizer("composition", _name, _compositions([_name]))
+register_featurizer(
+    "composition", "presence", lambda elements: ElementPresence(elements=elements or "xenonscale")
+)
 # The Magpie preset is defined by its own table: --elements does not apply to it.
 register_featurizer("composition", "magpie", lambda elements: ElementStatistics())
 # The composition itself (16 element slots): no element table, --elements does not apply.

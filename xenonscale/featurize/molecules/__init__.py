@@ -13,6 +13,10 @@ the engine and the CLI under ``--kind molecule``:
 * ``rdkitfp``: :class:`RDKitFP` (2,048; ``RDKitFP``)
 * ``layered``: :class:`LayeredFP` (2,048; ``LayeredFP``)
 * ``pattern``: :class:`PatternFP` (2,048; ``PatternFP``)
+* ``ecfp_counts``, ``fcfp_counts``, ``atompair_counts``, ``torsion_counts``,
+  ``rdkitfp_counts``: the same fingerprints with ``counting=True`` (hashed
+  counts, XenonPy's ``counting`` option; a store keeps them as small unsigned
+  integers)
 * ``rdkit``: :class:`RDKitDescriptors` (every RDKit 2D descriptor: 217 in RDKit
   2026.09; ``DescriptorFeature``)
 * ``mordred``: :class:`MordredDescriptors` (Mordred's 1,613 2D descriptors;
@@ -44,6 +48,7 @@ from xenonscale.featurize.molecules.substructure import MACCS, LayeredFP, Patter
 from xenonscale.featurize.registry import register_featurizer
 
 __all__ = [
+    "COUNTS",
     "ECFP",
     "FCFP",
     "MACCS",
@@ -76,10 +81,20 @@ REGISTERED = {
 }
 
 
-def _factory(cls):
+#: ``--featurizers`` names of the count fingerprints: the class of the bits name
+#: with ``counting=True``.
+COUNTS = {
+    f"{name}_counts": REGISTERED[name]
+    for name in ("ecfp", "fcfp", "atompair", "torsion", "rdkitfp")
+}
+
+
+def _factory(cls, **params):
     # ``--elements`` means nothing to a molecule featurizer: ignored.
-    return lambda elements: cls()
+    return lambda elements: cls(**params)
 
 
 for _name, _cls in REGISTERED.items():
     register_featurizer("molecule", _name, _factory(_cls))
+for _name, _cls in COUNTS.items():
+    register_featurizer("molecule", _name, _factory(_cls, counting=True))
