@@ -22,6 +22,9 @@ NOTEBOOKS = sorted(NOTEBOOK_DIR.glob("*.ipynb"))
 # Notebooks whose descriptor heatmap (cells tagged "heatmap") must draw an image.
 HEATMAP_NOTEBOOKS = {"01_descriptors.ipynb"}
 KERNEL = "python3"
+#: Set to "small" for the kernels started here: a notebook may read it to fit
+#: fewer rows (the tutorial itself runs its full size).
+BUDGET_VARIABLE = "XENONSCALE_NOTEBOOK_BUDGET"
 PROBE = "import sys, xenonscale\nprint(sys.prefix)\nprint(xenonscale.__file__)"
 
 
@@ -97,6 +100,8 @@ def test_notebook_runs(kernel_env, path):
 
     nb = nbformat.read(path, as_version=4)
     nb.cells.insert(0, nbformat.v4.new_code_cell(PROBE))
+    # the kernel inherits this: notebooks with a budget switch run their small size
+    os.environ[BUDGET_VARIABLE] = "small"
     client = nbclient.NotebookClient(
         nb,
         timeout=300,
