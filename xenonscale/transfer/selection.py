@@ -49,7 +49,8 @@ tasks; a classifier's name on a regression fails:
 
 ``logistic``
     ``StandardScaler`` → clip to ±10 σ → ``LogisticRegressionCV`` (L2, C on a
-    log grid by an inner stratified 3-fold log-loss search): the linear probe,
+    log grid by an inner stratified 3-fold log-loss search, Newton–Cholesky
+    solver): the linear probe,
     counterpart of ``ridge``.
 ``rf``
     ``RandomForestClassifier`` (300 trees, seeded): non-linear, cheap,
@@ -217,6 +218,10 @@ def _make_classifier(name: str, seed: int, clip):
             Cs=np.logspace(-3, 2, 6),
             cv=StratifiedKFold(3, shuffle=True, random_state=seed),
             scoring="neg_log_loss",
+            # Newton–Cholesky: a few Newton steps on rows ≫ features; lbfgs needed thousands of
+            # iterations on scaled descriptors (40 s vs 0.8 s on 3,900 expt_is_metal rows,
+            # same C, probabilities within 1e-3 where lbfgs stopped short of the optimum)
+            solver="newton-cholesky",
             max_iter=2000,
             **{k: v for k, v in modern.items() if k in accepted},
         )
