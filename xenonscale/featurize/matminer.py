@@ -70,7 +70,7 @@ import numpy as np
 from xenonscale.chem.formula import RowError, describe_input
 from xenonscale.errors import ConfigError, FeaturizerError
 from xenonscale.featurize.base import BatchTransformer, FeatureBatch, check_on_error
-from xenonscale.featurize.structures.parse import _to_structure, parse_structures
+from xenonscale.featurize.structures.parse import parse_structures, to_structure
 from xenonscale.limits import current_limits, failure_reason
 
 __all__ = [
@@ -547,7 +547,7 @@ def _structure_records(items: list, errors: list[RowError]) -> tuple[list[int], 
     rows, records = [], []
     for row in np.flatnonzero(batch.ok).tolist():
         try:
-            records.append(json.dumps(_to_structure(items[row]).as_dict(), default=_plain))
+            records.append(json.dumps(to_structure(items[row]).as_dict(), default=_plain))
         except Exception as exc:  # a site property that JSON cannot hold
             errors.append(RowError(row, describe_input(items[row]), failure_reason(exc)))
             continue

@@ -72,6 +72,7 @@ __all__ = [
     "clear_parse_cache",
     "is_ase_atoms",
     "parse_structures",
+    "to_structure",
 ]
 
 # [ \t]* rather than \s*: \s* would run over newlines from every line start (quadratic
@@ -283,7 +284,7 @@ def _read_row(item: object, limits) -> tuple:
             _check_atoms(len(structure), limits)
             arrays = _arrays(structure)
     else:
-        structure = _to_structure(item)
+        structure = to_structure(item)
         _check_atoms(len(structure), limits)
         arrays = _arrays(structure)
     volume = abs(float(np.linalg.det(arrays[0])))
@@ -384,8 +385,13 @@ def _atoms_document(atoms) -> dict:
     return atoms_structure_dict(atoms)
 
 
-def _to_structure(item: object):
-    """One input → a pymatgen Structure, or :class:`_BadRow` with the reason."""
+def to_structure(item: object):
+    """One input (any form :func:`parse_structures` reads) → a pymatgen ``Structure``.
+
+    For callers that need the pymatgen object itself (the matminer adapter);
+    featurizers read the arrays of :func:`parse_structures` instead. A bad
+    input raises with the reason :func:`parse_structures` would record.
+    """
     if _is_structure(item):
         return item
     if is_ase_atoms(item):
