@@ -10,6 +10,7 @@ True
 
 from xenonscale.design.ensemble import ChainStatus, DesignResult, design
 from xenonscale.design.families import FamilyEnsemble
+from xenonscale.design.gaussian_process import TanimotoGP
 from xenonscale.design.judging import IndependentJudges
 from xenonscale.design.likelihood import Likelihood, default_featurizer, log_probability_between
 from xenonscale.design.metrics import canonical_smiles, population_metrics
@@ -30,6 +31,7 @@ __all__: list[str] = [
     "IndependentJudges",
     "Likelihood",
     "NGram",
+    "TanimotoGP",
     "TanimotoNeighbors",
     "Target",
     "annealing_schedule",

@@ -44,10 +44,11 @@ from collections.abc import Sequence
 
 import numpy as np
 
+from xenonscale.design.gaussian_process import TanimotoGP
 from xenonscale.design.neighbors import TanimotoNeighbors
 from xenonscale.errors import ConfigError
 
-__all__ = ["FamilyEnsemble", "default_members", "has_native_std"]
+__all__ = ["FamilyEnsemble", "default_members", "gaussian_process_members", "has_native_std"]
 
 
 def default_members() -> list:
@@ -55,6 +56,17 @@ def default_members() -> list:
     from sklearn.linear_model import BayesianRidge
 
     return [BayesianRidge(), TanimotoNeighbors()]
+
+
+def gaussian_process_members() -> list:
+    """BayesianRidge and a MinMax-kernel Gaussian process (:class:`~.gaussian_process.TanimotoGP`).
+
+    >>> [type(m).__name__ for m in gaussian_process_members()]
+    ['BayesianRidge', 'TanimotoGP']
+    """
+    from sklearn.linear_model import BayesianRidge
+
+    return [BayesianRidge(), TanimotoGP()]
 
 
 class FamilyEnsemble:
