@@ -480,9 +480,12 @@ def test_cli_designs_polymers_with_their_two_ends(tmp_path, dask_client, data_di
         "design", str(data), "--column", "smiles", "--target-range", "bandgap=6:",
         "--samples", "8", "--steps", "4", "--chains", "2", "--order", "6", "--seed", "2",
         "--scheduler", dask_client.scheduler.address, "--no-progress", "--no-plots",
-        "-o", str(out),
+        "--fingerprint-models", "gaussian-process", "-o", str(out),
     ]  # fmt: skip
     assert main(argv) == 0
+    summary = json.loads(out.with_suffix(".json").read_text())
+    assert summary["fingerprint_models"] == "gaussian-process"
+    assert summary["forward_models"] == {"bandgap": "FamilyEnsemble return_std"}
     frame = pd.read_parquet(out)
     assert frame["step"].max() == 4 and set(frame["chain"]) == {0, 1}
     final = frame[frame["step"] == 4]
@@ -503,6 +506,22 @@ def test_cli_design_bad_target_names_it(tmp_path, iqspr, capsys):
     assert "'E=5:1'" in capsys.readouterr().err
     assert main([*argv, "--target-range", "dipole=0:1"]) == 2
     assert "dipole" in capsys.readouterr().err
+
+
+def test_cli_design_refuses_a_gaussian_process_beyond_its_rows(tmp_path, iqspr, capsys):
+    """20,001 rows: refused before any n-gram or model is trained, with the flag to use."""
+    from xenonscale.cli.main import main
+
+    data = tmp_path / "big.csv"
+    rows = iqspr.sample(20_001, replace=True, random_state=0)
+    rows.to_csv(data, index=False)
+    argv = ["design", str(data), "--column", "SMILES", "--target-range", "E=0:200",
+            "--fingerprint-models", "gaussian-process", "--no-progress",
+            "-o", str(tmp_path / "x.parquet")]  # fmt: skip
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert "20,001 rows" in err and "--fingerprint-models families" in err
+    assert not (tmp_path / "x.parquet").exists()
 
 
 def test_plots_of_a_run():

@@ -61,11 +61,13 @@ def _read(path: str, text: str, smiles_column: str, columns: list[str]):
 )
 @click.option(
     "--fingerprint-models",
-    type=Choice(["families", "bayesian-ridge"]),
+    type=Choice(["families", "gaussian-process", "bayesian-ridge"]),
     default="families",
     show_default=True,
     help="--kind molecule, properties without --forward-model: 'families' mixes Bayesian "
-    "ridge and Tanimoto neighbours with their disagreement in the std; 'bayesian-ridge' alone",
+    "ridge and Tanimoto neighbours with their disagreement in the std; 'gaussian-process' "
+    "mixes Bayesian ridge and a Tanimoto-kernel Gaussian process (up to 20,000 rows); "
+    "'bayesian-ridge' alone",
 )
 @click.option(
     "--min-similarity",
@@ -169,7 +171,7 @@ def design(
     X.json beside it summarizes. Exit status 1 when a chain failed.
     """
     from xenonscale.cluster import close_client, get_client
-    from xenonscale.design import FamilyEnsemble, Likelihood, NGram, parse_targets, train_ngram
+    from xenonscale.design import Likelihood, NGram, parse_targets, train_ngram
     from xenonscale.design import design as run_design
 
     out = Path(output)
@@ -192,6 +194,9 @@ def design(
     path, column = data.resolve(column)
     frame = _read(path, data.text, column, [n for n in names if n not in models])
     smiles = frame[column].tolist()
+    families = {}  # fingerprint models of the properties without a zoo model (checked now)
+    if kind == "molecule" and fingerprint_models != "bayesian-ridge":
+        families = {n: _family(fingerprint_models, len(frame)) for n in names if n not in models}
     progress = not no_progress
     started = time.perf_counter()
     client = get_client(scheduler, workers=workers, quiet=not progress)
@@ -219,9 +224,7 @@ def design(
                 model.save(save_ngram)
                 ngram_info["path"] = save_ngram
         tick = time.perf_counter()
-        fitted = dict(models)
-        if kind == "molecule" and fingerprint_models == "families":
-            fitted = {name: FamilyEnsemble() for name in names} | fitted
+        fitted = families | dict(models)
         domain = None if (kind != "molecule" or no_domain) else min_similarity
         likelihood = Likelihood(targets, models=fitted, kind=kind, domain=domain).fit(
             smiles, frame.reindex(columns=names)
@@ -284,6 +287,22 @@ def design(
             f"chain {status.chain} failed at step {status.failed_step}: {status.error}", err=True
         )
     return 1 if result.failed else 0
+
+
+def _family(choice: str, rows: int):
+    """The FamilyEnsemble of a --fingerprint-models choice, refused early when DATA is too big."""
+    from xenonscale.design import FamilyEnsemble, TanimotoGP
+    from xenonscale.design.families import gaussian_process_members
+
+    if choice == "families":
+        return FamilyEnsemble()
+    limit = TanimotoGP().max_rows
+    if rows > limit:
+        raise ConfigError(
+            f"--fingerprint-models gaussian-process: DATA has {rows:,} rows, the Gaussian "
+            f"process takes at most {limit:,}; use --fingerprint-models families"
+        )
+    return FamilyEnsemble(gaussian_process_members())
 
 
 def _zoo_forward_models(given, names, zoo, artifacts, storage_options) -> dict:
