@@ -103,6 +103,10 @@ VARIANTS = {
     "families+domain": {"models": "families", "domain": 0.4},
     # closer still: 0.6
     "families+domain0.6": {"models": "families", "domain": 0.6},
+    # linear + a Gaussian process on the MinMax kernel (its own, distance-aware std)
+    "ridge+gp": {"models": "ridge+gp", "domain": None},
+    # the same with the soft domain at 0.4
+    "ridge+gp+domain": {"models": "ridge+gp", "domain": 0.4},
 }
 
 
@@ -111,10 +115,13 @@ def _likelihood(variant: str, half_a: pd.DataFrame, names: list[str]):
 
     from xenonscale.design import Likelihood
     from xenonscale.design.families import FamilyEnsemble
+    from xenonscale.design.gaussian_process import TanimotoGP
 
     setting = VARIANTS[variant]
     if setting["models"] == "families":
         models = {name: FamilyEnsemble() for name in names}
+    elif setting["models"] == "ridge+gp":
+        models = {name: FamilyEnsemble([BayesianRidge(), TanimotoGP()]) for name in names}
     else:
         models = {name: BayesianRidge() for name in names}
     return Likelihood(TARGETS, models=models, domain=setting["domain"]).fit(
