@@ -105,7 +105,7 @@ def test_two_processes_never_both_hold_the_lock_on_s3(tmp_path, s3_bucket):
 
     bucket, options = s3_bucket
     fs = fsspec.filesystem("s3", **options)
-    trials = 100
+    trials = 50
     urls = [f"{bucket}/store{i}" for i in range(trials)]
     for url in urls[trials // 2 :]:  # half of them with a stale lock to take over
         fs.pipe_file(f"{url}/_xenonscale/lock.json", _stale_record().encode())

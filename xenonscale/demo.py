@@ -70,19 +70,24 @@ def run_demo(
     print(f"dataset   {DATASET}: {info.description} ({source})")
 
     spec = FeaturizerSpec.parse("composition", "all", elements="xenonpy58")
+    # one cluster for every step (featurize, transfer, design): workers start once
     client = get_client(workers=workers, quiet=not progress)
     try:
-        job = featurize_to_store(
-            str(source),
-            str(store),
-            spec,
-            column=info.input_column,
-            client=client,
-            overwrite=True,
-            progress=progress,
-        )
+        return _pipeline(client, source, store, spec, info, output, workers, epochs, progress)
     finally:
         close_client(client)
+
+
+def _pipeline(client, source, store, spec, info, output, workers, epochs, progress) -> dict:
+    job = featurize_to_store(
+        str(source),
+        str(store),
+        spec,
+        column=info.input_column,
+        client=client,
+        overwrite=True,
+        progress=progress,
+    )
     print(
         f"featurize {job.featurized:,} ok + {job.errors:,} errors = {job.rows:,} rows in "
         f"{job.seconds:.1f} s ({job.rows_per_second:,.0f} rows/s end to end, {workers} workers)"
@@ -115,8 +120,8 @@ def run_demo(
     summary["heatmap"] = str(heatmap)
     print(f"plot      {heatmap}")
     summary["model"] = _train(store, output, epochs, progress)
-    summary["transfer"] = _transfer(output, workers)
-    summary["design"] = _design(output, workers)
+    summary["transfer"] = _transfer(output, client)
+    summary["design"] = _design(output, client)
     return summary
 
 
@@ -145,14 +150,14 @@ def _train(store: Path, output: Path, epochs: int, progress: bool) -> dict[str, 
     return {"ref": result.ref, "val": val, "files": {k: str(v) for k, v in result.files.items()}}
 
 
-def _transfer(output: Path, workers: int, rows: int = 1000) -> dict[str, object]:
+def _transfer(output: Path, client, rows: int = 1000) -> dict[str, object]:
     """Shotgun transfer from the zoo to a small real dataset (experimental band gaps)."""
     gap = datasets.load("matbench_expt_gap").sample(frac=1.0, random_state=18012019)
     train, test = gap.iloc[:rows], gap.iloc[rows:]
     result = shotgun(
         train["formula"].tolist(), train["target"].to_numpy(), zoo=str(output / "zoo"),
         cv=5, seed=18012019, learner="gbm", features="descriptors+prediction",
-        allow_baseline=False, workers=workers,
+        allow_baseline=False, client=client,
     )  # fmt: skip
     truth = test["target"].to_numpy()
     fallback = float(train["target"].mean())
@@ -172,22 +177,18 @@ def _transfer(output: Path, workers: int, rows: int = 1000) -> dict[str, object]
             "plot": str(path)}  # fmt: skip
 
 
-def _design(output: Path, workers: int, fit_rows: int = 3000) -> dict[str, object]:
+def _design(output: Path, client, fit_rows: int = 3000) -> dict[str, object]:
     """iQSPR: molecules with ``E`` in (0, 200) kJ/mol and a HOMO-LUMO gap below 3 eV."""
     targets = ["E=0:200", "HOMO-LUMO gap=:3"]
     data = datasets.load("iqspr_pubchemqc")
     smiles = data["SMILES"].tolist()
     fit = data.sample(min(fit_rows, len(data)), random_state=0)
-    client = get_client(workers=workers, quiet=True)
-    try:
-        ngram = train_ngram(smiles, order=10, client=client, progress=False)
-        likelihood = Likelihood(targets).fit(fit["SMILES"].tolist(), fit[["E", "HOMO-LUMO gap"]])
-        result = design(
-            likelihood, ngram, output / "design.parquet", chains=4, samples=16, steps=20,
-            seed=0, reference=smiles, client=client, progress=False,
-        )  # fmt: skip
-    finally:
-        close_client(client)
+    ngram = train_ngram(smiles, order=10, client=client, progress=False)
+    likelihood = Likelihood(targets).fit(fit["SMILES"].tolist(), fit[["E", "HOMO-LUMO gap"]])
+    result = design(
+        likelihood, ngram, output / "design.parquet", chains=4, samples=16, steps=20,
+        seed=0, reference=smiles, client=client, progress=False,
+    )  # fmt: skip
     frame, metrics = result.frame(), result.metrics
     start = frame[frame["step"] == 0]["in_target"].mean()
     print(
