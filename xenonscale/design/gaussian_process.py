@@ -30,8 +30,10 @@ are kept as ``loo_predictions_``, so a
 :class:`~xenonscale.design.families.FamilyEnsemble` weighs the process
 without refitting it per fold.
 
-Cost: ``n²`` memory for ``n`` training molecules (6,668: 0.36 GB during the
-fit) and ``n³ / 3`` per factorization; ``max_rows`` (default 20,000) refuses
+Cost: ``n²`` memory for ``n`` training molecules (0.36 GB per float64 matrix
+at 6,668 rows; the fit holds the kernel and two factors at once, about 1.4 GB;
+a fitted model keeps a float32 inverse factor, 0.18 GB) and ``n³ / 3`` per
+factorization; ``max_rows`` (default 20,000: about 13 GB during the fit) refuses
 larger sets (subsample, or use the neighbours). The factor is not pickled: a
 process that receives a fitted model (a Dask worker of a design) factorizes
 once on its first prediction (seconds), as
