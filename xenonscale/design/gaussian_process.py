@@ -59,7 +59,7 @@ from collections.abc import Sequence
 import numpy as np
 
 from xenonscale.design.neighbors import CountReference, as_count_matrix
-from xenonscale.errors import ConfigError
+from xenonscale.errors import ConfigError, DesignError
 
 __all__ = ["TanimotoGP"]
 
@@ -124,8 +124,7 @@ class TanimotoGP:
         return [float(v) for v in grid]
 
     def fit(self, x, y) -> TanimotoGP:
-        from scipy.linalg import LinAlgError, cho_solve
-        from scipy.linalg.lapack import dpotrf, dtrtri
+        from scipy.linalg import cho_solve
 
         grid = self._noise_grid()
         counts = as_count_matrix(x)
@@ -150,8 +149,8 @@ class TanimotoGP:
         best = None
         self.log_marginal_likelihood_ = {}
         for ratio in grid:
-            factor, info = dpotrf(kernel + ratio * np.eye(n), lower=1, clean=1)
-            if info != 0:
+            factor = _cholesky(kernel, ratio)
+            if factor is None:
                 continue
             alpha = cho_solve((factor, True), residual)
             variance = max(float(residual @ alpha) / n, 1e-300)
@@ -161,11 +160,9 @@ class TanimotoGP:
             if best is None or score > best[0]:
                 best = (score, ratio, factor, alpha, variance)
         if best is None:
-            raise LinAlgError(f"the MinMax kernel + noise {grid} was not positive definite")
+            raise DesignError(f"the MinMax kernel + noise {grid} was not positive definite")
         _, self.noise_, factor, self.alpha_, self.signal_variance_ = best
-        inverse_factor, info = dtrtri(factor, lower=1)
-        if info != 0:
-            raise LinAlgError(f"inverting the Cholesky factor failed (LAPACK info {info})")
+        inverse_factor = _inverse(factor)
         inverse_diagonal = np.einsum("ij,ij->j", inverse_factor, inverse_factor)
         self.loo_predictions_ = target - self.alpha_ / inverse_diagonal
         self.loo_rmse_ = float(np.sqrt(np.mean((self.loo_predictions_ - target) ** 2)))
@@ -187,12 +184,10 @@ class TanimotoGP:
         """``L⁻¹`` of ``K + λI = L Lᵀ`` in float32 (rebuilt here after unpickling)."""
         inverse = self.__dict__.get("_inverse_factor")
         if inverse is None:
-            from scipy.linalg.lapack import dpotrf, dtrtri
-
-            kernel = self._kernel(self.reference_.counts)
-            factor, _ = dpotrf(kernel + self.noise_ * np.eye(len(kernel)), lower=1, clean=1)
-            inverse, _ = dtrtri(factor, lower=1)
-            inverse = inverse.astype(np.float32)
+            factor = _cholesky(self._kernel(self.reference_.counts), self.noise_)
+            if factor is None:
+                raise DesignError(f"the MinMax kernel + noise {self.noise_} lost definiteness")
+            inverse = _inverse(factor).astype(np.float32)
             self._inverse_factor = inverse
         return inverse
 
@@ -217,3 +212,21 @@ class TanimotoGP:
 
     def __repr__(self) -> str:
         return f"TanimotoGP(noise={self.noise!r})"
+
+
+def _cholesky(kernel: np.ndarray, ratio: float) -> np.ndarray | None:
+    """Lower Cholesky factor of ``kernel + ratio·I``, or None when it is not positive definite."""
+    from scipy.linalg.lapack import dpotrf
+
+    factor, info = dpotrf(kernel + ratio * np.eye(len(kernel)), lower=1, clean=1)
+    return factor if info == 0 else None
+
+
+def _inverse(factor: np.ndarray) -> np.ndarray:
+    """``L⁻¹`` of a lower-triangular factor."""
+    from scipy.linalg.lapack import dtrtri
+
+    inverse, info = dtrtri(factor, lower=1)
+    if info != 0:
+        raise DesignError(f"inverting the Cholesky factor failed (LAPACK info {info})")
+    return inverse
