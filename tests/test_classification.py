@@ -253,6 +253,37 @@ def test_shotgun_with_a_classifier_learner(metal_zoo, glass, client):
     assert type(make_learner("rf", task="classification")).__name__ == "RandomForestClassifier"
 
 
+@pytest.mark.parametrize("task", ["classification", "regression"])
+def test_vote_learner_is_the_mean_of_boosting_and_a_forest(glass, task):
+    """``vote`` = the mean of scikit-learn's boosting and forest fitted alone on the same rows."""
+    from sklearn.ensemble import (
+        HistGradientBoostingClassifier,
+        HistGradientBoostingRegressor,
+        RandomForestClassifier,
+        RandomForestRegressor,
+    )
+
+    from xenonscale.transfer.selection import baseline_descriptors, learner_output, make_learner
+
+    x, ok, _ = baseline_descriptors(glass["formula"].tolist())
+    assert ok.all()
+    y = glass["target"].to_numpy(np.float64)
+    if task == "regression":  # a continuous target: the glass label plus a descriptor
+        y = y + x[:, 0] / np.abs(x[:, 0]).max()
+        boosting, forest = HistGradientBoostingRegressor, RandomForestRegressor
+    else:
+        boosting, forest = HistGradientBoostingClassifier, RandomForestClassifier
+    train, test = slice(0, 150), slice(150, 200)
+    vote = learner_output(make_learner("vote", 7, task).fit(x[train], y[train]), x[test])
+    alone = [
+        boosting(max_iter=300, learning_rate=0.05, random_state=7),
+        forest(n_estimators=300, min_samples_leaf=2, random_state=7),
+    ]
+    outputs = [learner_output(model.fit(x[train], y[train]), x[test]) for model in alone]
+    np.testing.assert_allclose(vote, np.mean(outputs, axis=0), rtol=1e-12, atol=1e-12)
+    assert np.abs(outputs[0] - outputs[1]).max() > 0.01  # two different votes were averaged
+
+
 def test_transfer_cli_reports_a_classification(metal_zoo, glass, client, tmp_path):
     glass.to_csv(tmp_path / "glass.csv", index=False)
     report_path = tmp_path / "report.json"

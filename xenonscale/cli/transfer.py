@@ -28,7 +28,8 @@ from xenonscale.errors import ConfigError
 __all__ = ["transfer"]
 
 LEARNERS = Choice(
-    ("ridge", "krr", "gbm", "logistic", "rf"), library="xenonscale.transfer.selection:LEARNER_NAMES"
+    ("ridge", "krr", "gbm", "vote", "logistic", "rf"),
+    library="xenonscale.transfer.selection:LEARNER_NAMES",
 )
 FEATURE_PARTS = Choice(
     ("hidden", "prediction", "descriptors"), library="xenonscale.transfer.selection:FEATURE_PARTS"
@@ -185,8 +186,9 @@ def transfer(
     predictor from the best (or the top --top-k), compares with the same
     learner on XenonPy 'classic' descriptors on the same folds. A 0/1 target
     is a classification (--task): the learner's classifier counterpart
-    (ridge → logistic, krr → rf, gbm → gbm; or --learner logistic | rf),
-    ranked by CV log-loss, ROC-AUC reported, probabilities predicted. DATA is
+    (ridge → logistic, krr → rf, gbm → gbm, vote → vote; or --learner logistic |
+    rf), ranked by CV log-loss, ROC-AUC reported, probabilities predicted.
+    --learner vote averages gradient boosting and a random forest. DATA is
     a CSV or Parquet table, or dataset:NAME (its input and target columns are
     the defaults). -o is the report JSON; parity plots (ROC curves for a
     classification) are written beside it. --max-epochs are the fine-tuning epochs.

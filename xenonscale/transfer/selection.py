@@ -41,10 +41,16 @@ Learners (``learner=``):
     3-fold grid search: non-linear, still cheap below a few thousand rows.
 ``gbm``
     ``HistGradientBoostingRegressor`` (seeded): non-linear, slower.
+``vote``
+    The mean of ``gbm`` and a random forest (300 trees, leaves of 2 or more,
+    seeded) fitted on the same rows: two tree families whose errors differ, so
+    their average is usually better than either (scikit-learn's
+    ``VotingRegressor``; ``VotingClassifier`` with soft voting for a 0/1
+    target, the mean of the two probabilities). The slowest learner here.
 
 Classifiers (:data:`CLASSIFIERS`, for a 0/1 target). A regressor's name
 asks for its counterpart (:data:`COUNTERPARTS`: ``ridge`` → ``logistic``,
-``krr`` → ``rf``, ``gbm`` → ``gbm``), so one ``learner`` works for both
+``krr`` → ``rf``, ``gbm`` → ``gbm``, ``vote`` → ``vote``), so one ``learner`` works for both
 tasks; a classifier's name on a regression fails:
 
 ``logistic``
@@ -131,13 +137,16 @@ __all__ = [
     "source_features",
 ]
 
-LEARNERS = ("ridge", "krr", "gbm")
+LEARNERS = ("ridge", "krr", "gbm", "vote")
 #: Classifier learners, for a 0/1 target (see the module docstring).
-CLASSIFIERS = ("logistic", "rf", "gbm")
+CLASSIFIERS = ("logistic", "rf", "gbm", "vote")
 #: Every learner name, regressors first.
-LEARNER_NAMES = ("ridge", "krr", "gbm", "logistic", "rf")
+LEARNER_NAMES = ("ridge", "krr", "gbm", "vote", "logistic", "rf")
 #: The classifier a regressor's name stands for when the target is 0/1.
-COUNTERPARTS = {"ridge": "logistic", "krr": "rf", "gbm": "gbm"}
+COUNTERPARTS = {"ridge": "logistic", "krr": "rf", "gbm": "gbm", "vote": "vote"}
+#: Trees of the random forests (``rf`` and ``vote``'s forest) and boosting iterations.
+FOREST_TREES = 300
+BOOSTING_ITERATIONS = 300
 #: What ranks sources: the out-of-fold score of each task (lower is better).
 RANK_BY = {"regression": "cv_mae", "classification": "cv_log_loss"}
 #: The parts a source contributes to the learner's features (see the module docstring).
@@ -193,10 +202,22 @@ def make_learner(name: str = "ridge", seed: int = 0, task: str = "regression"):
             cv=KFold(3, shuffle=True, random_state=seed),
         )
         return make_pipeline(StandardScaler(), clip, search)
-    if name == "gbm":
-        from sklearn.ensemble import HistGradientBoostingRegressor
+    if name in ("gbm", "vote"):
+        from sklearn.ensemble import (
+            HistGradientBoostingRegressor,
+            RandomForestRegressor,
+            VotingRegressor,
+        )
 
-        return HistGradientBoostingRegressor(max_iter=300, learning_rate=0.05, random_state=seed)
+        boosting = HistGradientBoostingRegressor(
+            max_iter=BOOSTING_ITERATIONS, learning_rate=0.05, random_state=seed
+        )
+        if name == "gbm":
+            return boosting
+        forest = RandomForestRegressor(
+            n_estimators=FOREST_TREES, min_samples_leaf=2, random_state=seed
+        )
+        return VotingRegressor([("gbm", boosting), ("rf", forest)])
     raise ConfigError(f"learner={name!r}: use one of {', '.join(LEARNERS)}")
 
 
@@ -226,14 +247,22 @@ def _make_classifier(name: str, seed: int, clip):
             **{k: v for k, v in modern.items() if k in accepted},
         )
         return make_pipeline(StandardScaler(), clip, search)
-    if name == "rf":
-        from sklearn.ensemble import RandomForestClassifier
+    if name in ("rf", "gbm", "vote"):
+        from sklearn.ensemble import (
+            HistGradientBoostingClassifier,
+            RandomForestClassifier,
+            VotingClassifier,
+        )
 
-        return RandomForestClassifier(n_estimators=300, min_samples_leaf=2, random_state=seed)
-    if name == "gbm":
-        from sklearn.ensemble import HistGradientBoostingClassifier
-
-        return HistGradientBoostingClassifier(max_iter=300, learning_rate=0.05, random_state=seed)
+        forest = RandomForestClassifier(
+            n_estimators=FOREST_TREES, min_samples_leaf=2, random_state=seed
+        )
+        boosting = HistGradientBoostingClassifier(
+            max_iter=BOOSTING_ITERATIONS, learning_rate=0.05, random_state=seed
+        )
+        if name != "vote":
+            return forest if name == "rf" else boosting
+        return VotingClassifier([("gbm", boosting), ("rf", forest)], voting="soft")
     raise ConfigError(f"learner={name!r}: use one of {', '.join(CLASSIFIERS)} for a 0/1 target")
 
 
@@ -582,8 +611,8 @@ def shotgun(
     cv, seed
         ``KFold(cv, shuffle=True, random_state=seed)`` for every candidate and the baseline.
     learner, depth
-        The cheap learner (``ridge``, ``krr``, ``gbm``; for a classification
-        their counterparts or ``logistic``, ``rf``) and how many hidden blocks
+        The cheap learner (``ridge``, ``krr``, ``gbm``, ``vote``; for a
+        classification their counterparts or ``logistic``, ``rf``) and how many hidden blocks
         (from the last) give the frozen features.
     features
         What each source gives the learner: ``+``-joined parts of
