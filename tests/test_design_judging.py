@@ -162,7 +162,10 @@ def test_domain_arguments_fail_fast():
 def test_judges_of_other_families_score_held_out_rows(iqspr):
     half_a, half_b = iqspr.iloc[:750], iqspr.iloc[750:]
     targets = ["E=0:200", "HOMO-LUMO gap=:3"]
-    judges = IndependentJudges(targets, trees=40).fit(
+    with pytest.raises(ConfigError, match="boosting_iterations=0: give a whole number"):
+        IndependentJudges(targets, boosting_iterations=0)
+    # fewer boosting iterations than the default (500): the same code, a quicker test
+    judges = IndependentJudges(targets, trees=40, boosting_iterations=150).fit(
         half_b["SMILES"].tolist(), half_b[["E", "HOMO-LUMO gap"]]
     )
     scores = judges.scores(half_a["SMILES"].tolist(), half_a[["E", "HOMO-LUMO gap"]])
