@@ -26,11 +26,12 @@ endif
 # comes first from pip, the only installer that finds the CPU build lying on
 # this disk; uv then keeps it, as it satisfies every requirement. `make test
 # INSTALLER=pip` installs with pip alone (pip reads pip.conf; uv reads uv.toml
-# and UV_* variables, e.g. UV_INDEX_URL for a mirror).
+# and UV_* variables, e.g. UV_INDEX_URL for a mirror). --compile-bytecode writes
+# the .pyc files at install, as pip does, instead of at each package's first import.
 INSTALLER ?= uv
 ifeq ($(INSTALLER),uv)
-CORE_INSTALL := $(BIN)/uv pip install --python $(BIN)/python
-PEERS_INSTALL := $(PEERS_BIN)/uv pip install --python $(PEERS_BIN)/python
+CORE_INSTALL := $(BIN)/uv pip install --compile-bytecode --python $(BIN)/python
+PEERS_INSTALL := $(PEERS_BIN)/uv pip install --compile-bytecode --python $(PEERS_BIN)/python
 else
 CORE_INSTALL := $(BIN)/pip install
 PEERS_INSTALL := $(PEERS_BIN)/pip install
