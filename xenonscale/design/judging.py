@@ -34,6 +34,7 @@ Examples
 from __future__ import annotations
 
 from collections.abc import Sequence
+from numbers import Integral
 
 import numpy as np
 import pandas as pd
@@ -75,7 +76,7 @@ class IndependentJudges:
         seed: int = 0,
     ):
         for name, value in (("trees", trees), ("boosting_iterations", boosting_iterations)):
-            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+            if isinstance(value, bool) or not isinstance(value, Integral) or value < 1:
                 raise ConfigError(f"{name}={value!r}: give a whole number of 1 or more")
         self.targets = targets
         self.trees = trees
