@@ -10,11 +10,15 @@ Protocol:
    (``--split-seed``);
 2. **design** sees half A only: the n-gram is trained on A's SMILES
    (:func:`xenonscale.design.train_ngram`, ``--order``), the forward models
-   (:class:`xenonscale.design.Likelihood`: BayesianRidge on ECFP counts +
-   MACCS) are fitted on A, and :func:`xenonscale.design.design` runs
-   ``--chains`` chains of ``--samples`` molecules over ``--steps`` steps (the
-   tutorial's annealing schedule) on an embedded cluster of ``--workers``
-   processes, each chain starting from random molecules of A;
+   of each ``--variants`` likelihood (:data:`VARIANTS`; the design default
+   ``consensus``: Bayesian ridge, a Tanimoto-kernel Gaussian process and
+   Tanimoto neighbours on ECFP counts + MACCS, each of which must agree) are
+   fitted on A, and :func:`xenonscale.design.design` runs ``--chains`` chains
+   of ``--samples`` molecules over ``--steps`` steps (the tutorial's
+   annealing schedule) on an embedded cluster of ``--workers`` processes,
+   each chain starting from the molecules of A the likelihood rates highest
+   (``consensus``, as ``xenonscale design --start best``) or from random ones
+   (the other variants);
 3. **evaluation** of the final populations (last step of every finished
    chain, pooled): validity (RDKit reads it), uniqueness (distinct valid /
    valid), novelty (distinct valid molecules absent from *all* the data, A
@@ -84,8 +88,9 @@ def _arguments(argv=None) -> argparse.Namespace:
     )
     parser.add_argument(
         "--variants",
-        default=",".join(VARIANTS),
-        help=f"likelihoods to compare, comma-separated (default: all of {', '.join(VARIANTS)})",
+        default="consensus,families+domain",
+        help=f"likelihoods to compare, comma-separated, of {', '.join(VARIANTS)} (default: "
+        "the design default 'consensus' and the earlier default 'families+domain')",
     )
     parser.add_argument("--workdir", default=str(HERE / "results" / "design_iqspr"))
     parser.add_argument("--json", default=None, help="write the figures here too")
@@ -107,6 +112,15 @@ VARIANTS = {
     "ridge+gp": {"models": "ridge+gp", "domain": None},
     # the same with the soft domain at 0.4
     "ridge+gp+domain": {"models": "ridge+gp", "domain": 0.4},
+    # the Gaussian process alone (no linear member to extrapolate)
+    "gp": {"models": "gp", "domain": None},
+    # Tanimoto neighbours and the Gaussian process, mixed
+    "knn+gp": {"models": "knn+gp", "domain": None},
+    # the design default: ridge, GP and neighbours must each agree, chains start from the
+    # molecules of half A the likelihood rates highest
+    "consensus": {"models": "consensus", "domain": None, "start": "best"},
+    # the same likelihood, chains started from random molecules of half A
+    "consensus+random-start": {"models": "consensus", "domain": None},
 }
 
 
@@ -114,17 +128,26 @@ def _likelihood(variant: str, half_a: pd.DataFrame, names: list[str]):
     from sklearn.linear_model import BayesianRidge
 
     from xenonscale.design import Likelihood
-    from xenonscale.design.families import FamilyEnsemble
+    from xenonscale.design.families import FamilyEnsemble, consensus_members
     from xenonscale.design.gaussian_process import TanimotoGP
+    from xenonscale.design.neighbors import TanimotoNeighbors
 
     setting = VARIANTS[variant]
+    combine = "mixture"
     if setting["models"] == "families":
         models = {name: FamilyEnsemble() for name in names}
     elif setting["models"] == "ridge+gp":
         models = {name: FamilyEnsemble([BayesianRidge(), TanimotoGP()]) for name in names}
+    elif setting["models"] == "consensus":
+        models = {name: FamilyEnsemble(consensus_members()) for name in names}
+        combine = "consensus"
+    elif setting["models"] == "gp":
+        models = {name: TanimotoGP() for name in names}
+    elif setting["models"] == "knn+gp":
+        models = {name: FamilyEnsemble([TanimotoNeighbors(), TanimotoGP()]) for name in names}
     else:
         models = {name: BayesianRidge() for name in names}
-    return Likelihood(TARGETS, models=models, domain=setting["domain"]).fit(
+    return Likelihood(TARGETS, models=models, domain=setting["domain"], combine=combine).fit(
         half_a["SMILES"].tolist(), half_a[names]
     )
 
@@ -212,6 +235,11 @@ def main(argv=None) -> dict:
             tick = time.perf_counter()
             likelihood = _likelihood(variant, half_a, names)
             fit_seconds = time.perf_counter() - tick
+            start = None  # random molecules of half A
+            if VARIANTS[variant].get("start") == "best":
+                start = likelihood.most_likely(
+                    half_a["SMILES"].tolist(), args.chains * args.samples
+                )
             result = design(
                 likelihood,
                 ngram,
@@ -221,6 +249,7 @@ def main(argv=None) -> dict:
                 steps=args.steps,
                 seed=args.seed,
                 metropolis=args.metropolis,
+                start=start,
                 reference=half_a["SMILES"].tolist(),
                 client=client,
                 progress=progress,

@@ -461,6 +461,19 @@ def test_cli_design_end_to_end_with_plots(tmp_path, dask_client, iqspr, capsys):
     frame = pd.read_parquet(out)
     assert {"E_mean", "HOMO-LUMO gap_std", "in_target"} <= set(frame.columns)
     assert frame["step"].max() == 3
+    # the defaults: ridge, GP and neighbours in consensus; chains start from the best of DATA
+    assert summary["fingerprint_models"] == "consensus" and summary["combine"] == "consensus"
+    assert summary["families"]["E"] == ["BayesianRidge", "TanimotoGP", "TanimotoNeighbors"]
+    assert summary["start"] == "best" and summary["min_similarity"] is None
+    from xenonscale.design.families import FamilyEnsemble, consensus_members
+
+    names = ["E", "HOMO-LUMO gap"]
+    again = Likelihood(
+        TARGETS, models={n: FamilyEnsemble(consensus_members()) for n in names}, combine="consensus"
+    ).fit(iqspr["SMILES"].iloc[:300].tolist(), iqspr[names].iloc[:300])
+    best = set(again.most_likely(iqspr["SMILES"].iloc[:300].tolist(), 2 * 6))
+    first = frame[frame["step"] == 0]
+    assert set(first["smiles"]) <= best and len(first) == 2 * 6
 
 
 def test_cli_designs_polymers_with_their_two_ends(tmp_path, dask_client, data_dir):
@@ -522,6 +535,12 @@ def test_cli_design_refuses_a_gaussian_process_beyond_its_rows(tmp_path, iqspr, 
     err = capsys.readouterr().err
     assert "20,001 rows" in err and "--fingerprint-models families" in err
     assert not (tmp_path / "x.parquet").exists()
+    # the default consensus goes on without the Gaussian process, and says so
+    from xenonscale.cli.design import _family
+
+    ensemble = _family("consensus", 20_001)
+    assert [type(m).__name__ for m in ensemble.members] == ["BayesianRidge", "TanimotoNeighbors"]
+    assert "the consensus is Bayesian ridge and Tanimoto neighbours" in capsys.readouterr().err
 
 
 def test_plots_of_a_run():

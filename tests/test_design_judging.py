@@ -129,6 +129,88 @@ def test_neighbours_in_a_mixture_use_their_leave_one_out_errors(iqspr):
         FamilyEnsemble([]).fit(x, y)
 
 
+def test_consensus_is_the_sum_of_each_familys_own_interval_log(iqspr):
+    """Every family must agree: the consensus term is the sum of the terms each family would
+    give alone (each fitted on its own here), and in_target asks every family's mean."""
+    smiles = iqspr["SMILES"].tolist()[:200]
+    names = ["E", "HOMO-LUMO gap"]
+    targets = ["E=0:200", "HOMO-LUMO gap=:5"]
+    data = iqspr[names].iloc[:200]
+    candidates = [*iqspr["SMILES"].tolist()[400:460], "not a smiles"]
+    members = [BayesianRidge(), TanimotoNeighbors(k=5)]  # both give their own std
+    small = {"featurizer": ECFP(radius=2, n_bits=256, counting=True)}  # quick ridge fits
+    consensus = Likelihood(
+        targets, models={n: FamilyEnsemble(members) for n in names}, combine="consensus", **small
+    ).fit(smiles, data)
+    mixture = Likelihood(targets, models={n: FamilyEnsemble(members) for n in names}, **small)
+    mixture = mixture.fit(smiles, data)
+    alone = [
+        Likelihood(targets, models={n: member for n in names}, **small).fit(smiles, data)
+        for member in members
+    ]
+    got = consensus.evaluate(candidates)
+    expected = np.zeros(len(candidates))
+    inside = np.ones(len(candidates), bool)
+    for single in alone:
+        means, stds = single.predict(candidates)
+        for target in single.targets_:
+            m, s = means[target.name].to_numpy(), stds[target.name].to_numpy()
+            with np.errstate(divide="ignore", invalid="ignore"):
+                expected += np.log(norm.cdf(target.high, m, s) - norm.cdf(target.low, m, s))
+            inside &= (m > target.low) & (m < target.high)
+    readable = got["valid"].to_numpy()
+    usable = readable & (expected > -700)
+    assert usable.sum() >= 30
+    np.testing.assert_allclose(got["log_likelihood"][usable], expected[usable], rtol=1e-8)
+    assert got["in_target"].tolist() == list(inside & readable)
+    assert got["log_likelihood"].iloc[-1] == -1000.0
+    # the recorded means and stds stay the mixture's (plots, summaries)
+    mixed = mixture.evaluate(candidates)
+    for column in ("E_mean", "HOMO-LUMO gap_std"):
+        np.testing.assert_allclose(got[column][readable], mixed[column][readable], rtol=1e-9)
+    # a single-family forward model counts once either way
+    ridge = Likelihood(
+        targets, models={n: BayesianRidge() for n in names}, combine="consensus", **small
+    )
+    np.testing.assert_allclose(
+        ridge.fit(smiles, data).log_likelihood(candidates),
+        alone[0].log_likelihood(candidates),
+        rtol=1e-12,
+    )
+    with pytest.raises(ConfigError, match="combine='vote'"):
+        Likelihood(targets, combine="vote")
+
+
+def test_members_predictions_and_their_mixture(iqspr):
+    x = ECFP(radius=2, n_bits=512, counting=True).transform(iqspr["SMILES"][:200]).to_numpy()
+    y = iqspr["HOMO-LUMO gap"].to_numpy()[:200]
+    ensemble = FamilyEnsemble([BayesianRidge(), Ridge(alpha=2.0)], cv=4).fit(x, y)
+    means, stds = ensemble.predict_members(x[:15])
+    assert means.shape == stds.shape == (15, 2)
+    ridge_mean, ridge_std = BayesianRidge().fit(x, y).predict(x[:15], return_std=True)
+    np.testing.assert_allclose(means[:, 0], ridge_mean, rtol=1e-9)
+    np.testing.assert_allclose(stds[:, 0], ridge_std, rtol=1e-9)
+    np.testing.assert_allclose(means[:, 1], Ridge(alpha=2.0).fit(x, y).predict(x[:15]), rtol=1e-9)
+    assert np.all(stds[:, 1] == ensemble.cv_rmse_[1])  # no return_std: its out-of-fold RMSE
+    with pytest.raises(ConfigError, match="not fitted"):
+        FamilyEnsemble().predict_members(x[:2])
+
+
+def test_most_likely_ranks_by_the_log_likelihood(iqspr):
+    smiles = iqspr["SMILES"].tolist()[:300]
+    likelihood = Likelihood(["HOMO-LUMO gap=:4"]).fit(smiles, iqspr[["HOMO-LUMO gap"]][:300])
+    pool = [*iqspr["SMILES"].tolist()[300:500], "not a smiles"]
+    top = likelihood.most_likely(pool, 12, batch=64)  # several batches
+    scores = likelihood.log_likelihood(pool)
+    brute = [pool[i] for i in np.argsort(-scores, kind="stable")[:12]]
+    assert top == brute
+    assert likelihood.log_likelihood(top).min() >= np.sort(scores)[-12]
+    assert likelihood.most_likely(pool, 1000)[-1] == "not a smiles"  # unreadable ranks last
+    for bad in (0, 2.5, True):
+        with pytest.raises(ConfigError, match="n="):
+            likelihood.most_likely(pool, bad)
+
+
 def test_domain_penalty_and_similarity_column(iqspr):
     smiles = iqspr["SMILES"].tolist()[:300]
     data = iqspr[["HOMO-LUMO gap"]].iloc[:300]

@@ -31,6 +31,9 @@ from xenonscale.errors import ConfigError
 
 __all__ = ["design"]
 
+#: ``--fingerprint-models`` choices (molecules); the first is the default.
+FINGERPRINT_MODELS = ["consensus", "families", "gaussian-process", "bayesian-ridge"]
+
 
 def _read(path: str, text: str, smiles_column: str, columns: list[str]):
     from xenonscale.cli.tables import read_frame
@@ -61,23 +64,36 @@ def _read(path: str, text: str, smiles_column: str, columns: list[str]):
 )
 @click.option(
     "--fingerprint-models",
-    type=Choice(["families", "gaussian-process", "bayesian-ridge"]),
-    default="families",
+    type=Choice(FINGERPRINT_MODELS),
+    default="consensus",
     show_default=True,
-    help="--kind molecule, properties without --forward-model: 'families' mixes Bayesian "
-    "ridge and Tanimoto neighbours with their disagreement in the std; 'gaussian-process' "
-    "mixes Bayesian ridge and a Tanimoto-kernel Gaussian process (up to 20,000 rows); "
-    "'bayesian-ridge' alone",
+    help="--kind molecule, properties without --forward-model: 'consensus' asks Bayesian "
+    "ridge, a Tanimoto-kernel Gaussian process (up to 20,000 rows of DATA; more: without it) "
+    "and Tanimoto neighbours each to put a candidate in range; 'families' mixes ridge and "
+    "neighbours with their disagreement in the std; 'gaussian-process' mixes ridge and the "
+    "Gaussian process; 'bayesian-ridge' alone",
+)
+@click.option(
+    "--start",
+    type=Choice(["best", "random"]),
+    default=None,
+    help="where chains start: 'best' (default for molecules), the chains × samples molecules "
+    "of DATA the likelihood rates highest, each chain drawing its own; 'random' (default for "
+    "compositions), random ones of DATA (compositions: inside the candidate space)",
 )
 @click.option(
     "--min-similarity",
     type=click.FloatRange(0.0, 1.0, min_open=True, max_open=True),
-    default=0.4,
-    show_default=True,
-    help="--kind molecule: applicability domain, a soft penalty below this Tanimoto "
-    "similarity to the nearest molecule of DATA (0 < S < 1)",
+    default=None,
+    help="--kind molecule: an applicability domain, a soft penalty below this Tanimoto "
+    "similarity to the nearest molecule of DATA (0 < S < 1), e.g. 0.4; default none",
 )
-@click.option("--no-domain", is_flag=True, help="--kind molecule: no applicability-domain penalty")
+@click.option(
+    "--no-domain",
+    is_flag=True,
+    help="--kind molecule: no applicability-domain penalty (the default; overrides "
+    "--min-similarity)",
+)
 @click.option(
     "--candidate-elements",
     "elements",
@@ -132,6 +148,7 @@ def design(
     kind,
     zoo_models,
     fingerprint_models,
+    start,
     min_similarity,
     no_domain,
     elements,
@@ -157,11 +174,12 @@ def design(
 ) -> int:
     """Inverse design (iQSPR): SMC chains on Dask toward property targets.
 
-    Fits a forward model per target property on DATA (for molecules, on ECFP
-    counts + MACCS: Bayesian ridge and Tanimoto neighbours mixed, with their
-    disagreement in the predictive std, and a soft applicability-domain penalty
-    below --min-similarity to DATA; for compositions, BayesianRidge on XenonPy's
-    pooled element descriptors), or uses the zoo models given with --forward-model. Molecules move
+    Fits forward models per target property on DATA (for molecules, on ECFP
+    counts + MACCS: Bayesian ridge, a Tanimoto-kernel Gaussian process and
+    Tanimoto neighbours, each of which must put a candidate in range; for
+    compositions, BayesianRidge on XenonPy's pooled element descriptors), or
+    uses the zoo models given with --forward-model. Molecule chains start from
+    the molecules of DATA the models rate highest (--start). Molecules move
     by an n-gram SMILES model trained on DATA (or --ngram); compositions by
     element substitutions, additions, removals and amount changes within
     --candidate-elements and --atoms (--charge-balanced keeps them neutral). Runs
@@ -188,15 +206,19 @@ def design(
         )
     if kind == "composition" and (ngram or save_ngram):
         raise ConfigError("--ngram and --save-ngram apply to --kind molecule only")
+    if kind == "composition" and min_similarity is not None:
+        raise ConfigError("--min-similarity applies to --kind molecule only")
     targets = parse_targets(list(targets))
     names = [t.name for t in targets]
     models = _zoo_forward_models(zoo_models, names, zoo, artifacts, storage_options)
     path, column = data.resolve(column)
     frame = _read(path, data.text, column, [n for n in names if n not in models])
     smiles = frame[column].tolist()
+    start = start or ("best" if kind == "molecule" else "random")
     families = {}  # fingerprint models of the properties without a zoo model (checked now)
     if kind == "molecule" and fingerprint_models != "bayesian-ridge":
         families = {n: _family(fingerprint_models, len(frame)) for n in names if n not in models}
+    combine = "consensus" if kind == "molecule" and fingerprint_models == "consensus" else "mixture"
     progress = not no_progress
     started = time.perf_counter()
     client = get_client(scheduler, workers=workers, quiet=not progress)
@@ -226,23 +248,25 @@ def design(
         tick = time.perf_counter()
         fitted = families | dict(models)
         domain = None if (kind != "molecule" or no_domain) else min_similarity
-        likelihood = Likelihood(targets, models=fitted, kind=kind, domain=domain).fit(
-            smiles, frame.reindex(columns=names)
-        )
+        likelihood = Likelihood(
+            targets, models=fitted, kind=kind, domain=domain, combine=combine
+        ).fit(smiles, frame.reindex(columns=names))
         fit_seconds = time.perf_counter() - tick
-        start = None
+        pool = None  # chains draw from DATA (reference) at random
         if kind == "composition":  # chains start from DATA's formulas inside the space
-            start = [f for f in dict.fromkeys(model.canonical(smiles)) if f and model.allowed(f)]
-            if not start:
+            pool = [f for f in dict.fromkeys(model.canonical(smiles)) if f and model.allowed(f)]
+            if not pool:
                 raise ConfigError(
                     f"no formula of DATA {data.text!r} lies inside --candidate-elements/--atoms"
                     f"{'/--charge-balanced' if charge_balanced else ''}: widen them"
                 )
+        if start == "best":
+            pool = likelihood.most_likely(pool or smiles, chains * samples)
         result = run_design(
             likelihood,
             model,
             out,
-            start=start,
+            start=pool,
             chains=chains,
             samples=samples,
             steps=steps,
@@ -261,6 +285,9 @@ def design(
         "smiles_column": column,
         "zoo_models": {name: str(model.ref) for name, model in models.items()},
         "fingerprint_models": fingerprint_models if kind == "molecule" else None,
+        "families": {n: [type(m).__name__ for m in f.members] for n, f in families.items()},
+        "combine": combine,
+        "start": start,
         "min_similarity": likelihood.domain,
         "targets": [str(t) for t in targets],
         "invalid_training_smiles": likelihood.n_invalid_smiles_,
@@ -290,13 +317,24 @@ def design(
 
 
 def _family(choice: str, rows: int):
-    """The FamilyEnsemble of a --fingerprint-models choice, refused early when DATA is too big."""
+    """The FamilyEnsemble of a --fingerprint-models choice; without the Gaussian process
+    (consensus: said on stderr) or refused (gaussian-process) when DATA is too big for it."""
     from xenonscale.design import FamilyEnsemble, TanimotoGP
-    from xenonscale.design.families import gaussian_process_members
+    from xenonscale.design.families import consensus_members, gaussian_process_members
 
     if choice == "families":
         return FamilyEnsemble()
     limit = TanimotoGP().max_rows
+    if choice == "consensus":
+        members = consensus_members()
+        if rows > limit:
+            click.echo(
+                f"DATA has {rows:,} rows, the Gaussian process takes at most {limit:,}: "
+                "the consensus is Bayesian ridge and Tanimoto neighbours",
+                err=True,
+            )
+            members = [m for m in members if not isinstance(m, TanimotoGP)]
+        return FamilyEnsemble(members)
     if rows > limit:
         raise ConfigError(
             f"--fingerprint-models gaussian-process: DATA has {rows:,} rows, the Gaussian "

@@ -48,7 +48,13 @@ from xenonscale.design.gaussian_process import TanimotoGP
 from xenonscale.design.neighbors import TanimotoNeighbors
 from xenonscale.errors import ConfigError
 
-__all__ = ["FamilyEnsemble", "default_members", "gaussian_process_members", "has_native_std"]
+__all__ = [
+    "FamilyEnsemble",
+    "consensus_members",
+    "default_members",
+    "gaussian_process_members",
+    "has_native_std",
+]
 
 
 def default_members() -> list:
@@ -67,6 +73,21 @@ def gaussian_process_members() -> list:
     from sklearn.linear_model import BayesianRidge
 
     return [BayesianRidge(), TanimotoGP()]
+
+
+def consensus_members() -> list:
+    """BayesianRidge, the MinMax-kernel Gaussian process and Tanimoto neighbours: three families.
+
+    Meant for ``Likelihood(combine="consensus")``, where each must place a
+    candidate in its range on its own (a linear model, a kernel model and a
+    local average of measured neighbours are rarely wrong in the same way).
+
+    >>> [type(m).__name__ for m in consensus_members()]
+    ['BayesianRidge', 'TanimotoGP', 'TanimotoNeighbors']
+    """
+    from sklearn.linear_model import BayesianRidge
+
+    return [BayesianRidge(), TanimotoGP(), TanimotoNeighbors()]
 
 
 class FamilyEnsemble:
@@ -133,23 +154,35 @@ class FamilyEnsemble:
 
     def predict(self, x, return_std: bool = False):
         """The mixture's mean (and its standard deviation with ``return_std``)."""
+        mean, std = self.mix(*self.predict_members(x))
+        return (mean, std) if return_std else mean
+
+    def predict_members(self, x) -> tuple[np.ndarray, np.ndarray]:
+        """Each member's own mean and standard deviation: two ``float64[n, members]`` arrays.
+
+        A member's standard deviation is its ``return_std`` when it has one,
+        else its out-of-fold RMSE.
+        """
         if not hasattr(self, "members_"):
             raise ConfigError("this FamilyEnsemble is not fitted: call fit(x, y) first")
         x = np.asarray(x)
-        mean = np.zeros(len(x))
-        second = np.zeros(len(x))
-        for member, weight, native, rmse in zip(
-            self.members_, self.weights_, self.native_std_, self.cv_rmse_, strict=True
+        means = np.empty((len(x), len(self.members_)))
+        stds = np.empty_like(means)
+        for j, (member, native, rmse) in enumerate(
+            zip(self.members_, self.native_std_, self.cv_rmse_, strict=True)
         ):
             if native:
                 m, s = member.predict(x, return_std=True)
             else:
                 m, s = member.predict(x), np.full(len(x), rmse)
-            m, s = np.ravel(m).astype(np.float64), np.ravel(s).astype(np.float64)
-            mean += weight * m
-            second += weight * (s**2 + m**2)
-        if not return_std:
-            return mean
+            means[:, j], stds[:, j] = np.ravel(m), np.ravel(s)
+        return means, stds
+
+    def mix(self, means: np.ndarray, stds: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """The mixture's mean and standard deviation from :meth:`predict_members`' arrays."""
+        weights = np.asarray(self.weights_)
+        mean = means @ weights
+        second = (stds**2 + means**2) @ weights
         return mean, np.sqrt(np.maximum(second - mean**2, 0.0))
 
     def __repr__(self) -> str:
