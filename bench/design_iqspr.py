@@ -303,6 +303,11 @@ def _judge_variant(frame, result, likelihood, judges, known, fit_seconds) -> dic
     for judge in JUDGES:
         out[f"in_target_by_{judge}"] = float(verdict[f"in_target_{judge}"].mean())
         out[f"start_in_target_by_{judge}"] = float(start_verdict[f"in_target_{judge}"].mean())
+    # a chain settles on one family of molecules: the judges' share per chain shows the spread
+    out["per_chain_in_target_by_random_forest"] = [
+        round(float(v), 3)
+        for v in verdict["in_target_random_forest"].groupby(final["chain"].to_numpy()).mean()
+    ]
     out["in_target_by_both_judges"] = float(
         np.logical_and.reduce([verdict[f"in_target_{j}"] for j in JUDGES]).mean()
     )
