@@ -25,7 +25,8 @@ Protocol:
    and B, by canonical SMILES), and the in-target fraction according to
    forward models fitted on half **B** (never seen by the design; invalid
    molecules count as misses), next to the fraction by the design's own
-   half-A models. Wall time of the design run (n-gram training and model
+   half-A models and by the same likelihood fitted on half B (a judge of the
+   design's own family). Wall time of the design run (n-gram training and model
    fitting reported apart).
 
 Run::
@@ -255,8 +256,10 @@ def main(argv=None) -> dict:
                 progress=progress,
             )
             frame = result.frame()
+            # the same likelihood fitted on half B: a judge of the design's own family
+            same_family = _likelihood(variant, half_b, names)
             report["variants"][variant] = _judge_variant(
-                frame, result, likelihood, judges, known, fit_seconds
+                frame, result, likelihood, judges, known, fit_seconds, same_family
             )
             report["variants"][variant]["setting"] = VARIANTS[variant]
             property_space_figure(
@@ -274,7 +277,7 @@ def main(argv=None) -> dict:
     return report
 
 
-def _judge_variant(frame, result, likelihood, judges, known, fit_seconds) -> dict:
+def _judge_variant(frame, result, likelihood, judges, known, fit_seconds, same_family) -> dict:
     from xenonscale.design import population_metrics
     from xenonscale.design.judging import JUDGES
 
@@ -308,6 +311,9 @@ def _judge_variant(frame, result, likelihood, judges, known, fit_seconds) -> dic
         round(float(v), 3)
         for v in verdict["in_target_random_forest"].groupby(final["chain"].to_numpy()).mean()
     ]
+    out["in_target_by_same_family_on_half_b"] = float(
+        same_family.evaluate(final["smiles"].tolist())["in_target"].mean()
+    )
     out["in_target_by_both_judges"] = float(
         np.logical_and.reduce([verdict[f"in_target_{j}"] for j in JUDGES]).mean()
     )
