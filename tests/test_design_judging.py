@@ -209,6 +209,8 @@ def test_most_likely_ranks_by_the_log_likelihood(iqspr):
     for bad in (0, 2.5, True):
         with pytest.raises(ConfigError, match="n="):
             likelihood.most_likely(pool, bad)
+    with pytest.raises(ConfigError, match="batch=0"):
+        likelihood.most_likely(pool, 3, batch=0)
 
 
 def test_domain_penalty_and_similarity_column(iqspr):

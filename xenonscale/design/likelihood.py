@@ -470,12 +470,13 @@ class Likelihood:
         return valid, means, stds, (None if x is None else (x, valid)), members
 
     def most_likely(self, smiles: Sequence[str], n: int, *, batch: int = 2048) -> list[str]:
-        """The ``n`` molecules of ``smiles`` with the highest log-likelihood, best first.
+        """The ``n`` candidates of ``smiles`` with the highest log-likelihood, best first.
 
         A design's natural start set: chains that begin among the known
-        molecules the forward models rate highest need not first find their
-        way there (``xenonscale design --start best``). Unreadable entries rank
-        last; duplicates are kept as given. ``batch`` rows are scored at a time.
+        molecules (or formulas) the forward models rate highest need not
+        first find their way there (``xenonscale design --start best``).
+        Unreadable entries rank last; duplicates are kept as given. ``batch``
+        rows are scored at a time.
 
         Examples
         --------
@@ -484,8 +485,9 @@ class Likelihood:
         >>> Likelihood(["x=5:"]).fit(smiles, data).most_likely(smiles, 2)
         ['CCCCCC', 'CCCCC']
         """
-        if isinstance(n, bool) or not isinstance(n, Integral) or n < 1:
-            raise ConfigError(f"n={n!r}: give a whole number of molecules, 1 or more")
+        for name, value in (("n", n), ("batch", batch)):
+            if isinstance(value, bool) or not isinstance(value, Integral) or value < 1:
+                raise ConfigError(f"{name}={value!r}: give a whole number, 1 or more")
         smiles = list(smiles)
         scores = np.concatenate(
             [self.log_likelihood(smiles[i : i + batch]) for i in range(0, len(smiles), batch)]
