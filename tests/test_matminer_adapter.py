@@ -222,7 +222,7 @@ def test_a_stuck_record_times_out_and_the_rest_goes_on(matminer, structures):
 
     small = [s for s in structures if len(s["sites"]) <= 8][:4]
     stuck = Structure.from_dict(small[0])
-    stuck.make_supercell([5, 5, 5])  # CrystalNN on hundreds of sites: minutes
+    stuck.make_supercell([8, 8, 8])  # a 512-fold supercell: minutes of CrystalNN, even on AVX-512
     featurizer = matminer_family(SITE_STATS)
     before = _sidecars()
     started = time.monotonic()
@@ -245,7 +245,7 @@ def test_a_sidecar_killed_mid_record_fails_that_record_only(matminer, structures
 
     small = [s for s in structures if len(s["sites"]) <= 8][:3]
     stuck = Structure.from_dict(small[0])
-    stuck.make_supercell([5, 5, 5])
+    stuck.make_supercell([8, 8, 8])
     featurizer = matminer_family(SITE_STATS)
     key = (matminer_python(), parse_matminer_spec(SITE_STATS).call + "keep")
     busy = adapter._IDLE[key][-1].process.pid  # the idle sidecar the next call takes

@@ -97,10 +97,15 @@ def _predictions(store: str, label: str) -> zarr.Group:
 
 
 def _assert_same(got: np.ndarray, want: np.ndarray) -> None:
-    """NaN in the same rows, equal elsewhere within 1e-6 relative (float32 arithmetic)."""
+    """NaN in the same rows, equal elsewhere within 1e-6 relative (float32 arithmetic).
+
+    Relative to the predictions' scale: batches of other sizes take other float32 kernels
+    (one ulp of a value near 1 is 1.2e-7), so a prediction near 0 may differ by that much.
+    """
     got, want = np.asarray(got, np.float64), np.asarray(want, np.float64)
     np.testing.assert_array_equal(np.isnan(got), np.isnan(want))
-    np.testing.assert_allclose(got, want, rtol=1e-6, atol=1e-7)
+    scale = float(np.nanmax(np.abs(want), initial=0.0)) or 1.0
+    np.testing.assert_allclose(got, want, rtol=1e-6, atol=1e-6 * scale)
 
 
 def test_store_predictions_equal_the_zoo_models(gap, zoo, client):

@@ -487,7 +487,9 @@ def _dict_arrays(doc: Mapping) -> tuple | None:
         return None
     if frac.shape != (n, 3) or pbc.shape != (3,):
         return None
-    cart = frac[:, 0:1] * matrix[0] + frac[:, 1:2] * matrix[1] + frac[:, 2:3] * matrix[2]
+    # pymatgen's own product (Lattice.get_cartesian_coords): the same BLAS call gives the
+    # same last bit on every CPU, where a hand-written sum differs with FMA (AVX-512) kernels
+    cart = np.dot(frac, matrix)
     _check_geometry(matrix, cart, frac)
     ones = np.ones(n, dtype=np.int64)
     return (matrix, pbc, cart, frac, z, ones, z.copy(), np.ones(n), key, True)
