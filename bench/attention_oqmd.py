@@ -98,6 +98,14 @@ def main() -> None:
     parser.add_argument(
         "--lr", type=float, default=None, help="default: 2e-3 for the MLP, 1e-3 for attention"
     )
+    parser.add_argument(
+        "--scheduler",
+        default="cosine",
+        choices=["cosine", "plateau"],
+        help="cosine anneals to 0 as the time budget (or --max-epochs) ends",
+    )
+    parser.add_argument("--patience", type=int, default=30)
+    parser.add_argument("--dropout", type=float, default=0.1)
     parser.add_argument("--elements", default="mat2vec")
     parser.add_argument("--d-model", type=int, default=128)
     parser.add_argument("--layers", type=int, default=3)
@@ -151,7 +159,8 @@ def main() -> None:
             max_epochs=args.max_epochs,
             max_minutes=args.mlp_minutes if backbone == "mlp" else args.minutes,
             batch_size=args.batch_size, seed=args.seed, progress=False,
-            accelerator=args.accelerator, patience=15, scheduler="plateau",
+            accelerator=args.accelerator, patience=args.patience, scheduler=args.scheduler,
+            dropout=args.dropout,
             lr=args.lr or (2e-3 if backbone == "mlp" else 1e-3),
         )  # fmt: skip
         seconds = time.perf_counter() - started

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import itertools
 import json
+import time
 
 import numpy as np
 import pandas as pd
@@ -172,6 +174,33 @@ def test_training_beats_the_mean_and_saves_plots_card_and_safetensors(gap_store,
     assert len(card["feature_labels"]) == card["model"]["in_features"] == 290
     assert card["split"]["counts"]["outliers_train"] + card["split"]["counts"]["outliers_val"] == 2
     assert (tmp_path / "weights.safetensors").read_bytes()[8:9] == b"{"  # safetensors header
+
+
+def test_cosine_schedule_anneals_to_zero_at_the_last_epoch(gap_store, tmp_path):
+    store, _ = gap_store
+    epochs, lr = 5, 2e-3
+    train_model(store, "target", output=tmp_path, max_epochs=epochs, lr=lr, scheduler="cosine",
+                patience=50, progress=False, accelerator="cpu", seed=0)  # fmt: skip
+    rates = [row["lr"] for row in json.loads((tmp_path / "history.json").read_text())]
+    # the first epoch trains at the base rate; after it, epoch e ends at progress (e + 1) / E
+    want = [lr] + [lr * 0.5 * (1 + np.cos(np.pi * (e + 1) / epochs)) for e in range(1, epochs)]
+    assert np.allclose(rates, want, rtol=1e-6, atol=1e-12), (rates, want)
+    assert rates[-1] < 1e-12
+
+
+def test_cosine_schedule_anneals_over_a_time_budget(gap_store, tmp_path):
+    store, _ = gap_store
+    lr, seconds = 2e-3, 4
+    started = time.perf_counter()
+    train_model(store, "target", output=tmp_path, max_epochs=10_000, lr=lr, scheduler="cosine",
+                max_minutes=seconds / 60, patience=10_000, progress=False, accelerator="cpu",
+                seed=0)  # fmt: skip
+    assert time.perf_counter() - started < seconds + 10
+    rates = [row["lr"] for row in json.loads((tmp_path / "history.json").read_text())]
+    assert len(rates) >= 4 and rates[0] <= lr  # ended by the clock, not by 10,000 epochs
+    assert all(b <= a for a, b in itertools.pairwise(rates)), rates
+    assert rates[-1] < 0.1 * lr, rates  # near the end of the clock, near 0
+    assert rates[len(rates) // 4] > 0.3 * lr, rates  # not annealed by the epoch count
 
 
 @pytest.mark.slow

@@ -199,7 +199,8 @@ def _data_options(params: dict) -> dict:
     type=LR_SCHEDULES,
     default="plateau",
     show_default=True,
-    help="learning-rate schedule",
+    help="learning-rate schedule: plateau halves it when validation stalls; cosine anneals it to "
+    "0 by --max-epochs or --max-minutes, whichever ends first",
 )
 @click.option(
     "--patience",

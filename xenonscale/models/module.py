@@ -19,9 +19,11 @@ Metrics are torchmetrics, so they are synchronized across DDP processes.
 Each target of a multi-target model is logged with a ``/<target>`` suffix;
 the unsuffixed name is their mean. Early stopping, the best weights, the
 plateau scheduler and tuning watch :func:`~xenonscale.models.tasks.monitor_metric`
-(``val_mae`` or ``val_logloss``). Batches are ``(x, y)``; ``x`` goes to the
-network untouched (a tensor, or a tuple of tensors for a backbone that takes
-several), batch sizes come from ``y``.
+(``val_mae`` or ``val_logloss``). The ``cosine`` schedule anneals the rate
+step by step to 0 at the end of the budget, ``max_epochs`` or the trainer's
+``max_time``, whichever comes first (:func:`training_progress`). Batches
+are ``(x, y)``; ``x`` goes to the network untouched (a tensor, or a tuple of
+tensors for a backbone that takes several), batch sizes come from ``y``.
 
 Examples
 --------
@@ -38,6 +40,7 @@ Examples
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 
 import lightning as L
@@ -57,8 +60,10 @@ __all__ = [
     "PropertyClassifier",
     "PropertyModule",
     "PropertyRegressor",
+    "cosine_factor",
     "monitor_metric",
     "property_module",
+    "training_progress",
 ]
 
 LOSSES = {"mae": nn.L1Loss, "mse": nn.MSELoss, "huber": nn.HuberLoss}
@@ -89,6 +94,38 @@ def _classification_metrics() -> torchmetrics.MetricCollection:
             "f1": tc.BinaryF1Score(threshold=0.5),
         }
     )
+
+
+def cosine_factor(progress: float) -> float:
+    """The cosine schedule's multiplier of the base rate at ``progress`` in [0, 1].
+
+    >>> cosine_factor(0.0), cosine_factor(0.5), cosine_factor(1.0), cosine_factor(2.0)
+    (1.0, 0.5, 0.0, 0.0)
+    """
+    return 0.5 * (1.0 + math.cos(math.pi * min(1.0, max(0.0, progress))))
+
+
+def training_progress(trainer, steps_per_epoch: float | None = None) -> float:
+    """How far training is through its budget, 0 → 1: epochs or wall time, whichever is further.
+
+    By epochs: the optimizer steps taken over ``max_epochs × steps_per_epoch``
+    (the steps of the first epoch; while it runs, progress by epochs is 0).
+    By wall time: the elapsed share of ``Trainer(max_time=...)``, the clock
+    Lightning stops on (validation included). So a cosine schedule under a
+    time budget reaches its lowest rate as the budget ends instead of being
+    cut off at a high rate halfway.
+    """
+    progress = 0.0
+    epochs = trainer.max_epochs if trainer.max_epochs and trainer.max_epochs > 0 else None
+    if epochs and steps_per_epoch:
+        progress = trainer.global_step / (steps_per_epoch * epochs)
+    for callback in trainer.callbacks:
+        if isinstance(callback, L.pytorch.callbacks.Timer) and callback.start_time() is not None:
+            remaining = callback.time_remaining()
+            if remaining is not None:
+                elapsed = callback.time_elapsed()
+                progress = max(progress, elapsed / max(elapsed + remaining, 1e-9))
+    return progress
 
 
 class PropertyModule(L.LightningModule):
@@ -123,6 +160,7 @@ class PropertyModule(L.LightningModule):
         self.model = model
         self.targets = list(targets)
         self.monitor = monitor_metric(self.task)
+        self._steps_per_epoch: float | None = None  # the first epoch's, for the cosine schedule
 
     def forward(self, x) -> torch.Tensor:
         return self.model(x)
@@ -133,6 +171,10 @@ class PropertyModule(L.LightningModule):
         self.log("train_loss", loss, on_step=False, on_epoch=True, prog_bar=True,
                  batch_size=y.shape[0], sync_dist=True)  # fmt: skip
         return loss
+
+    def on_train_epoch_end(self) -> None:
+        if self._steps_per_epoch is None and self.trainer.global_step:
+            self._steps_per_epoch = self.trainer.global_step / (self.trainer.current_epoch + 1)
 
     def validation_step(self, batch, batch_idx: int) -> None:
         x, y = batch
@@ -161,9 +203,12 @@ class PropertyModule(L.LightningModule):
         if self.hparams.scheduler == "none":
             return optimizer
         if self.hparams.scheduler == "cosine":
-            epochs = max(1, int(self.trainer.max_epochs or 1))
-            schedule = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=epochs)
-            return {"optimizer": optimizer, "lr_scheduler": schedule}
+            schedule = torch.optim.lr_scheduler.LambdaLR(
+                optimizer,
+                lambda _: cosine_factor(training_progress(self.trainer, self._steps_per_epoch)),
+            )
+            return {"optimizer": optimizer, "lr_scheduler": {"scheduler": schedule,
+                                                             "interval": "step"}}  # fmt: skip
         schedule = torch.optim.lr_scheduler.ReduceLROnPlateau(optimizer, factor=0.5, patience=4)
         return {
             "optimizer": optimizer,
