@@ -20,7 +20,7 @@ curve's second half projects the score at ``--project-epochs``.
 
 Run (CPU here; ``--accelerator gpu`` on a GPU machine)::
 
-    .venv/bin/python bench/attention_oqmd.py --minutes 40
+    .venv/bin/python bench/attention_oqmd.py --minutes 80 --max-epochs 1000
     .venv/bin/python bench/attention_oqmd.py --accelerator gpu --max-epochs 300 \\
         --batch-size 1024 --minutes 120 --json bench/results/attention_oqmd_gpu.json
 """
