@@ -114,6 +114,11 @@ def training_progress(trainer, steps_per_epoch: float | None = None) -> float:
     Lightning stops on (validation included). So a cosine schedule under a
     time budget reaches its lowest rate as the budget ends instead of being
     cut off at a high rate halfway.
+
+    >>> from types import SimpleNamespace
+    >>> trainer = SimpleNamespace(max_epochs=4, global_step=30, callbacks=[])
+    >>> training_progress(trainer, steps_per_epoch=10), training_progress(trainer)
+    (0.75, 0.0)
     """
     progress = 0.0
     epochs = trainer.max_epochs if trainer.max_epochs and trainer.max_epochs > 0 else None
